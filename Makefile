@@ -1,0 +1,78 @@
+# parsl-saga: every command a contributor or CI needs. See README.md and CLAUDE.md.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+# Use the machine's Python 3.12; never download an interpreter.
+export UV_PYTHON_DOWNLOADS := never
+UV_VERSION := 0.13.9
+FORK := uv run --no-project --python 3.12 python scripts/fork.py
+RUN := uv run --locked
+PARSL_SUITE := $(RUN) python scripts/parsl_suite.py
+
+.PHONY: help uv materialize export check check-patches rebase-check sync lint lint-fork \
+        test test-project test-saga test-parsl test-upstream upstream-baseline demo clean
+
+help:
+	@echo "make demo | test | test-upstream | materialize | export | check | rebase-check VERSION=… [SERIES=saga] | lint"
+
+uv:
+	@uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
+
+## Fork trees: parsl/ and saga/ = pinned sdist + patches/<fork>/ (scripts/fork.py)
+materialize: uv
+	@$(FORK) materialize $(if $(FORCE),--force)
+
+export: uv
+	@$(FORK) export
+
+check check-patches: uv
+	@$(FORK) check
+
+rebase-check: uv
+	@test -n "$(VERSION)" || { echo "usage: make rebase-check VERSION=2026.11.2 [SERIES=saga]"; exit 2; }
+	@$(FORK) rebase-check $(VERSION) --fork $(or $(SERIES),parsl)
+
+sync: materialize
+	@uv sync --locked --quiet
+
+## Checks
+lint: sync
+	$(RUN) ruff check src scripts tests workflows bench
+	$(MAKE) --no-print-directory lint-fork
+
+# Upstream Parsl's own checks on the files our Parsl series touches: flake8 with its
+# settings (.flake8 here) and isort with the black profile, which its imports follow.
+lint-fork:
+	@files=$$(git -C parsl diff --name-only --diff-filter=AM upstream HEAD -- '*.py'); \
+	if [ -n "$$files" ]; then \
+	  cd parsl && ../.venv/bin/flake8 --config ../.flake8 $$files && ../.venv/bin/isort --check --profile black $$files; \
+	fi
+
+test: sync
+	@$(MAKE) --no-print-directory check lint test-project test-saga test-parsl
+
+test-project:
+	$(RUN) pytest tests
+
+# SAGA's tests that our series adds or changes.
+test-saga:
+	@files=$$(git -C saga diff --name-only --diff-filter=AM upstream HEAD -- 'tests/*.py'); \
+	if [ -n "$$files" ]; then cd saga && ../.venv/bin/python -m pytest -q -p no:cacheprovider $$files; fi
+
+# A fast, relevant part of Parsl's own suite, compared with the pinned upstream.
+test-parsl:
+	$(PARSL_SUITE) compare fast
+
+# Parsl's whole local suite (long: about an hour on 2 cores).
+test-upstream: sync
+	$(PARSL_SUITE) compare full
+
+# Re-record which of Parsl's tests fail on the pinned upstream itself.
+upstream-baseline: sync
+	$(PARSL_SUITE) baseline fast
+	$(PARSL_SUITE) baseline full
+
+demo: sync
+	$(RUN) python scripts/demo.py
+
+clean:
+	rm -rf .venv .cache/baseline

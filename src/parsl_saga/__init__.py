@@ -1,0 +1,1 @@
+"""parsl-saga's own code: glue and proof around the forked Parsl and SAGA."""
