@@ -267,13 +267,14 @@ def format_patches(tree: Path, out_dir: Path) -> None:
     """Write the commits after ``upstream`` as patch files plus a ``series`` file.
 
     ``--zero-commit`` and ``--no-signature`` keep the output free of commit hashes
-    and git versions, so exporting twice gives byte-identical files.
+    and git versions, and ``--no-numbered`` keeps "[PATCH n/m]" out of subjects so
+    adding a patch does not rewrite the others: exporting twice gives identical files.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*out_dir.glob("*.patch"), out_dir / "series"]:
         stale.unlink(missing_ok=True)
-    git(tree, "format-patch", "--quiet", "--zero-commit", "--no-signature", "--full-index",
-        "-o", str(out_dir), f"{UPSTREAM_TAG}..HEAD")
+    git(tree, "format-patch", "--quiet", "--zero-commit", "--no-signature", "--no-numbered",
+        "--full-index", "-o", str(out_dir), f"{UPSTREAM_TAG}..HEAD")
     names = sorted(p.name for p in out_dir.glob("*.patch"))
     (out_dir / "series").write_text("".join(f"{n}\n" for n in names))
 
