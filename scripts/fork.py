@@ -313,7 +313,8 @@ def check(pin: Pin) -> str:
             if unexported:
                 raise ForkError(f"{pin.fork}/ has commits that differ from patches/{pin.fork}/ "
                                 f"({', '.join(unexported)}). Run `make export`.")
-    return f"patches/{pin.fork}/: {len(series(pin))} patches apply to {pin.version} and export cleanly"
+    return (f"patches/{pin.fork}/: {len(series(pin))} patches apply to {pin.version} "
+            "and export cleanly")
 
 
 @dataclass(frozen=True)

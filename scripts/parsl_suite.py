@@ -61,8 +61,11 @@ def run_pytest(python: Path, tree: Path, run: Run, junit: Path,
                only: list[str] | None = None) -> dict[str, str]:
     """Run one pytest invocation in ``tree``; return {test id: outcome}."""
     selection = only if only is not None else list(run.paths)
+    # The sdist has no pytest ini file; pin rootdir and config to the tree so that
+    # this repo's pyproject.toml does not apply and test ids are tree-relative.
     cmd = [str(python), "-m", "pytest", *selection, "--config", run.config, "-k", DESELECT,
-           "-p", "no:cacheprovider", "-q", "--timeout=300", f"--junitxml={junit}"]
+           "--rootdir", str(tree), "-c", str(tree / "setup.cfg"), "-p", "no:cacheprovider",
+           "-q", "--timeout=300", "--durations=15", f"--junitxml={junit}"]
     # As an activated environment: upstream's launch commands need its bin dir on PATH.
     bin_dir = str(python.parent)
     env = {**os.environ, "PYTHONHASHSEED": "0", "VIRTUAL_ENV": str(python.parent.parent),

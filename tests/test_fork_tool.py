@@ -63,7 +63,8 @@ def test_materialize_builds_one_commit_per_patch(materialized: Path) -> None:
 
 def test_round_trip_exports_exactly_the_change(materialized: Path) -> None:
     tree = materialized / "parsl"
-    commit_change(tree, "parsl/version.py", "VERSION = ", "VERSION = 'fork-' + ", "Mark fork version")
+    commit_change(tree, "parsl/version.py", "VERSION = ", "VERSION = 'fork-' + ",
+                  "Mark fork version")
     run_fork(materialized, "export", "parsl")
     run_fork(materialized, "check", "parsl")
 
