@@ -39,12 +39,16 @@ lint: sync
 	$(RUN) ruff check src scripts tests workflows bench
 	$(MAKE) --no-print-directory lint-fork
 
-# Upstream Parsl's own checks on the files our Parsl series touches: flake8 with its
-# settings (.flake8 here) and isort with the black profile, which its imports follow.
+# Upstream Parsl's own checks on the files our Parsl series adds or changes: flake8 with
+# its settings (.flake8), isort with the black profile its imports follow, and mypy with
+# its global settings (mypy-parsl.ini) on the non-test modules.
 lint-fork:
 	@files=$$(git -C parsl diff --name-only --diff-filter=AM upstream HEAD -- '*.py'); \
+	modules=$$(printf '%s\n' $$files | grep -v '^parsl/tests/' || true); \
 	if [ -n "$$files" ]; then \
-	  cd parsl && ../.venv/bin/flake8 --config ../.flake8 $$files && ../.venv/bin/isort --check --profile black $$files; \
+	  cd parsl && ../.venv/bin/flake8 --config ../.flake8 $$files \
+	    && ../.venv/bin/isort --check --profile black $$files \
+	    && { [ -z "$$modules" ] || ../.venv/bin/mypy --config-file ../mypy-parsl.ini $$modules; }; \
 	fi
 
 test: sync
