@@ -36,7 +36,7 @@ sync: materialize
 
 ## Checks
 lint: sync
-	$(RUN) ruff check src scripts tests workflows bench
+	$(RUN) ruff check
 	$(MAKE) --no-print-directory lint-fork
 
 # Upstream Parsl's own checks on the files our Parsl series adds or changes: flake8 with

@@ -65,7 +65,8 @@ def run_pytest(python: Path, tree: Path, run: Run, junit: Path,
     # this repo's pyproject.toml does not apply and test ids are tree-relative.
     cmd = [str(python), "-m", "pytest", *selection, "--config", run.config, "-k", DESELECT,
            "--rootdir", str(tree), "-c", str(tree / "setup.cfg"), "-p", "no:cacheprovider",
-           "-q", "--timeout=300", "--durations=15", f"--junitxml={junit}"]
+           "-q", "--timeout=300", "--durations=15", "--continue-on-collection-errors",
+           f"--junitxml={junit}"]
     # As an activated environment: upstream's launch commands need its bin dir on PATH.
     bin_dir = str(python.parent)
     env = {**os.environ, "PYTHONHASHSEED": "0", "VIRTUAL_ENV": str(python.parent.parent),
@@ -122,8 +123,10 @@ def baseline_python() -> Path:
     if not python.exists():
         subprocess.run(["uv", "venv", "--quiet", "--python", "3.12", str(python.parent.parent)],
                        check=True)
+        # As in upstream's CI: the monitoring extra and pandas, which some tests import.
         subprocess.run(["uv", "pip", "install", "--quiet", "--python", str(python),
-                        "-e", str(tree), "pytest>=7.4,<8", "pytest-timeout"], check=True)
+                        "-e", f"{tree}[monitoring]", "pandas", "pytest>=7.4,<8",
+                        "pytest-timeout"], check=True)
     return python
 
 
