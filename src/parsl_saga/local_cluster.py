@@ -241,9 +241,11 @@ class LocalClusterProvider(ExecutionProvider):
         """
         if self._network is None:
             return LOOPBACK
-        self._check_open()
-        atexit.register(self.close)
-        return self._network.reserve()
+        if self._network.subnet is None:
+            self._check_open()
+            atexit.register(self.close)
+            self._network.reserve()
+        return self._network.bridge_address
 
     def node_address(self, name: str) -> str:
         """The address of node *name* (loopback in process mode)."""

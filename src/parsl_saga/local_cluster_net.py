@@ -109,7 +109,9 @@ class ClusterNetwork:
         Only a record file is written here; kernel objects come with :meth:`up`. The record
         is written first so that a crash at any later point leaves something findable.
         """
-        if self.subnet is None:
+        # A missing record means none yet or one released by down(): choose afresh, as
+        # another run may have taken the old subnet since.
+        if self.subnet is None or not _record_path(self.tag).exists():
             with _state_lock():
                 self.subnet = _free_subnet(self.tag)
                 _write_record(self.tag, self.subnet)
@@ -130,7 +132,7 @@ class ClusterNetwork:
         self.reserve()
         assert self.subnet is not None
         if any(link.shaped for link in self.links):
-            _check_netem()
+            _check_netem(self.tag)
         prefix = self.subnet.prefixlen
         _run("ip", "link", "add", self.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{self.bridge_address}/{prefix}", "dev", self.bridge)
@@ -157,9 +159,8 @@ class ClusterNetwork:
 
     def down(self) -> list[str]:
         """Remove everything this run created; safe to call repeatedly. Returns what it removed."""
-        removed = teardown_tag(self.tag)
-        self.subnet = None
-        return removed
+        # The subnet stays known (for reports after close); the record releases it.
+        return teardown_tag(self.tag)
 
     def wrap(self, link: NodeLink, argv: Sequence[str]) -> list[str]:
         """The command line that runs *argv* inside the node's namespace under its host name.
@@ -180,12 +181,14 @@ def _netem_args(link: NodeLink) -> list[str]:
     return args
 
 
-def _check_netem() -> None:
+def _check_netem(tag: str) -> None:
     """Fail before building anything when the kernel cannot shape links."""
     if shutil.which("tc") is None:
         raise RuntimeError("latency_ms/bandwidth_mbit need `tc` (iproute2) on PATH")
-    probe = f"psn{new_tag()}"
-    _run("ip", "link", "add", probe, "type", "dummy")
+    # A throwaway veth pair (dummy devices may be missing too) named like a node's, with an
+    # index no node gets, so cleanup of this run removes it even after a crash right here.
+    probe = f"{VETH_PREFIX}{tag}999"
+    _run("ip", "link", "add", probe, "type", "veth", "peer", "name", f"{VETH_PREFIX}{tag}998")
     try:
         proc = _run("tc", "qdisc", "add", "dev", probe, "root", "netem", "delay", "1ms",
                     check=False)
