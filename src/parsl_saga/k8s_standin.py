@@ -25,8 +25,10 @@ stand-in's state directly (``server.nodes``, ``server.pods``, ``server.forbid_no
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import socket
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -195,8 +197,10 @@ class StandInAPIServer:
         #: does not grant the caller ``nodes: get, list``.
         self.forbid_nodes = False
         self.forbidden_user = "system:serviceaccount:default:parsl"
-        #: (method, path) of every request, for tests.
+        #: (method, path) of every request, and the body of every pod create, for tests.
         self.requests: list[tuple[str, str]] = []
+        self.created: list[Json] = []
+        self._connections: set[socket.socket] = set()
         self.lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -209,7 +213,10 @@ class StandInAPIServer:
             return self
         handler = type("Handler", (_Handler,), {"server_state": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
+        # Handler threads are joined on close (the client keeps connections alive, so
+        # close() also shuts those down): the stand-in leaves no thread behind.
+        self._httpd.daemon_threads = False
+        self._httpd.block_on_close = True
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         name="k8s-standin", daemon=True)
         self._thread.start()
@@ -219,6 +226,11 @@ class StandInAPIServer:
         if self._httpd is None:
             return
         self._httpd.shutdown()
+        with self.lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                conn.shutdown(socket.SHUT_RDWR)
         self._httpd.server_close()
         assert self._thread is not None
         self._thread.join()
@@ -296,7 +308,8 @@ class StandInAPIServer:
         mismatched = len(self.nodes) - len(candidates)
         if mismatched:
             refusals["node(s) didn't match Pod's node affinity/selector"] = mismatched
-        reasons = ", ".join(f"{count} {why}" for why, count in sorted(refusals.items()))
+        # Like the real scheduler's FitError: "<count> <reason>" strings, sorted.
+        reasons = ", ".join(sorted(f"{count} {why}" for why, count in refusals.items()))
         status.update(phase="Pending", conditions=[{
             "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
             "message": f"0/{len(self.nodes)} nodes are available: {reasons}.",
@@ -391,6 +404,7 @@ class StandInAPIServer:
         if (namespace, name) in self.pods:
             return 409, _status(409, "AlreadyExists", f'pods "{name}" already exists',
                                 {"name": name, "kind": "pods"})
+        self.created.append(copy.deepcopy(body))
         pod = copy.deepcopy(body)
         pod.update(apiVersion="v1", kind="Pod")
         pod["metadata"].update(namespace=namespace, uid=str(uuid.uuid4()),
@@ -405,6 +419,17 @@ class StandInAPIServer:
 class _Handler(BaseHTTPRequestHandler):
     server_state: StandInAPIServer
     protocol_version = "HTTP/1.1"
+    timeout = 60  # an idle kept-alive connection is dropped after this
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server_state.lock:
+            self.server_state._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server_state.lock:
+            self.server_state._connections.discard(self.connection)
+        super().finish()
 
     def _serve(self, method: str) -> None:
         url = urlsplit(self.path)
