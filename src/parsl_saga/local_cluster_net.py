@@ -283,14 +283,14 @@ def _link_names() -> list[str]:
 
 def kill_run_processes(tag: str) -> list[int]:
     """SIGKILL every process that carries the run's tag in its environment."""
-    killed = []
+    killed: list[psutil.Process] = []
     for proc in psutil.process_iter(["pid"]):
         with contextlib.suppress(psutil.Error):
             if proc.pid != os.getpid() and proc.environ().get(RUN_ENV) == tag:
                 proc.kill()
-                killed.append(proc.pid)
-    psutil.wait_procs([psutil.Process(p) for p in killed if psutil.pid_exists(p)], timeout=5)
-    return killed
+                killed.append(proc)
+    psutil.wait_procs(killed, timeout=5)
+    return [proc.pid for proc in killed]
 
 
 def teardown_tag(tag: str) -> list[str]:
