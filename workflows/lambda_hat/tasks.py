@@ -35,8 +35,10 @@ def target_from_dict(raw: dict[str, Any]) -> TargetConfig:
 def build_target_task(
     target: dict[str, Any], root: str, executor: str | None = None, strict: bool = True
 ) -> dict[str, Any]:
+    started = time.time()
     with precision_scope(BUILD_DTYPE, strict=strict):
-        return build_target(target_from_dict(target), root, executor)
+        meta = build_target(target_from_dict(target), root, executor)
+    return {**meta, "started": started, "finished": time.time()}
 
 
 def make_posterior(
@@ -60,6 +62,7 @@ def run_sampler_task(
 ) -> dict[str, Any]:
     """Run one sampler on one built target; return traces and where/how it ran."""
     s = SamplerConfig(**sampler)
+    started = time.time()
     start = time.perf_counter()
     with precision_scope(s.dtype, strict=strict):
         meta, arrays = load_target(target_meta["path"])
@@ -85,4 +88,6 @@ def run_sampler_task(
         "info": run.info,
         "seconds": time.perf_counter() - start,
         "placement": where,
+        "started": started,
+        "finished": time.time(),
     }
