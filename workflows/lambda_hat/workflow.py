@@ -162,7 +162,9 @@ def _probe(dfk: Any, labels: tuple[str, ...], timeout: float) -> Router | None:
                 for label in labels
             }
             _flush(dfk)
-            landed = {label: f.result(timeout=timeout) for label, f in futures.items()}
+            # Wait for every probe, so none fails (and logs) after the quiet period.
+            concurrent.futures.wait(list(futures.values()), timeout=timeout)
+            landed = {label: f.result(timeout=0) for label, f in futures.items()}
         except Exception as e:  # rejected at submit or in the executor: either means no
             logger.debug("routing probe (cost=%s) failed: %r", with_cost, e)
             continue
