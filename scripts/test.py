@@ -65,7 +65,7 @@ def plan(nodes: Sequence[Mapping[str, Any]]) -> list[Step]:
 
 def discover_nodes(image: str, namespace: str) -> list[Mapping[str, Any]]:
     """The cluster's usable nodes, from the provider's node discovery."""
-    return list(KubernetesProvider(image=image, namespace=namespace).get_graph_nodes())
+    return list(KubernetesProvider(image=image, namespace=namespace).describe_nodes())
 
 
 def build_config(image: str, namespace: str, nodes: list[str], address: str,

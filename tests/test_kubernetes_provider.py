@@ -93,7 +93,7 @@ def validate_pod(sent: dict[str, Any]) -> None:
 
 
 def test_discovery_on_a_kind_like_cluster(standin: StandInAPIServer) -> None:
-    nodes = provider().get_graph_nodes()
+    nodes = provider().describe_nodes()
     assert [n["name"] for n in nodes] == WORKERS  # the control plane is tainted
     by_name = {n["name"]: n for n in nodes}
     assert [by_name[w]["speed"] for w in WORKERS] == [1.0, 2.0, 0.5]
@@ -111,33 +111,33 @@ def test_discovery_on_a_kind_like_cluster(standin: StandInAPIServer) -> None:
 def test_tolerating_the_control_plane_taint_includes_it(standin: StandInAPIServer) -> None:
     tolerate = [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists",
                  "effect": "NoSchedule"}]
-    names = [n["name"] for n in provider(tolerations=tolerate).get_graph_nodes()]
+    names = [n["name"] for n in provider(tolerations=tolerate).describe_nodes()]
     assert names == ["parsl-saga-control-plane", *WORKERS]
 
 
 def test_not_ready_and_cordoned_nodes_are_left_out(standin: StandInAPIServer) -> None:
     standin.nodes[1] = standin_node("parsl-saga-worker", ready=False)
     standin.nodes[2] = standin_node("parsl-saga-worker2", unschedulable=True)
-    assert [n["name"] for n in provider().get_graph_nodes()] == ["parsl-saga-worker3"]
+    assert [n["name"] for n in provider().describe_nodes()] == ["parsl-saga-worker3"]
 
 
 def test_zero_usable_nodes(standin: StandInAPIServer) -> None:
     standin.nodes = [standin.nodes[0], standin_node("w-down", ready=False)]
     with pytest.raises(NodeDiscoveryError) as e:
-        provider().get_graph_nodes()
+        provider().describe_nodes()
     assert "no usable Kubernetes nodes" in str(e.value)
     assert ("parsl-saga-control-plane: taint node-role.kubernetes.io/control-plane:NoSchedule "
             "not tolerated") in str(e.value)
     assert "w-down: not Ready" in str(e.value)
     standin.nodes = []
     with pytest.raises(NodeDiscoveryError, match="the cluster lists no nodes"):
-        provider().get_graph_nodes()
+        provider().describe_nodes()
 
 
 def test_forbidden_names_the_cluster_role_rule(standin: StandInAPIServer) -> None:
     standin.forbid_nodes = True
     with pytest.raises(NodeDiscoveryError) as e:
-        provider().get_graph_nodes()
+        provider().describe_nodes()
     message = str(e.value)
     assert standin.url in message
     assert ('User "system:serviceaccount:default:parsl" cannot list resource "nodes"'
@@ -160,7 +160,7 @@ def test_unreachable_api_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         f.write(text.replace(json.loads(text)["clusters"][0]["cluster"]["server"], url))
     use_kubeconfig(monkeypatch, kubeconfig)
     with pytest.raises(NodeDiscoveryError) as e:
-        provider().get_graph_nodes()
+        provider().describe_nodes()
     assert f"cannot reach the Kubernetes API server at {url}" in str(e.value)
 
 

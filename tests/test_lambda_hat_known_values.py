@@ -1,4 +1,3 @@
-# ruff: noqa: RUF002, RUF003  (math notation: β, γ, λ, ×, −)
 """The LLC estimators against known learning coefficients, at small sizes, in-process.
 
 Ground truth: a regular model (linear regression, d parameters) has λ = d/2; reduced-rank

@@ -167,7 +167,10 @@ def test_graph_nodes_describe_the_cluster() -> None:
                 GraphNode("node-c", 1, 0.5), GraphNode("node-d", 4, 1.5)]
     if ROOT:
         expected.append(GraphNode("node-e", 1, 1.0, latency_ms=2.5, bandwidth_mbit=100))
-    assert provider.get_graph_nodes() == expected
+    assert provider.describe_nodes() == expected
+    planner_view = provider.get_graph_nodes()
+    assert [(n.name, n.pools, n.speed) for n in planner_view] == [
+        (n.name, 1, n.speed) for n in expected]
     assert (provider.init_blocks, provider.min_blocks, provider.max_blocks) == (len(nodes),) * 3
     provider.close()
     assert leftovers(provider.tag) == []

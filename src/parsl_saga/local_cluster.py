@@ -57,6 +57,7 @@ import psutil
 from parsl.executors import HighThroughputExecutor
 from parsl.jobs.states import JobState, JobStatus
 from parsl.providers.base import ExecutionProvider
+from parsl.providers.base import GraphNode as ParslGraphNode
 from parsl.providers.errors import SubmitException
 
 from parsl_saga import local_cluster_net as net
@@ -261,9 +262,14 @@ class LocalClusterProvider(ExecutionProvider):
             return None
         return self._network.links[[n.name for n in self.nodes].index(name)].netns(self.tag)
 
-    def get_graph_nodes(self) -> list[GraphNode]:
+    def describe_nodes(self) -> list[GraphNode]:
+        """Each node with its worker slots, speed and link settings."""
         return [GraphNode(n.name, n.workers, n.speed, n.latency_ms, n.bandwidth_mbit)
                 for n in self.nodes]
+
+    def get_graph_nodes(self) -> list[ParslGraphNode]:
+        """The nodes as Parsl's DAG planner sees them: one worker pool each."""
+        return [ParslGraphNode(name=n.name, pools=1, speed=n.speed) for n in self.nodes]
 
     # -- lifecycle ------------------------------------------------------------------------
 

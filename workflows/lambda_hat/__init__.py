@@ -1,4 +1,3 @@
-# ruff: noqa: RUF002, RUF003  (math notation: β, γ, λ, ×, −)
 """lambda_hat: estimate the local learning coefficient (LLC) of trained models.
 
 Targets are synthetic teacher-student regressions trained to a minimum w*; samplers draw

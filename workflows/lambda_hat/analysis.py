@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001, RUF003  (math notation: β, γ, λ, ×, −)
 """LLC estimates with uncertainty and convergence diagnostics, tables and trace plots.
 
 R-hat and ESS follow Vehtari et al. (2021) / Stan: split-R-hat on the raw draws, and a

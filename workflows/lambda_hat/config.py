@@ -1,4 +1,3 @@
-# ruff: noqa: RUF002, RUF003  (math notation: β, γ, λ, ×, −)
 """The experiment configuration: a YAML file read into frozen dataclasses.
 
 Example (see ``config/small.yaml``)::

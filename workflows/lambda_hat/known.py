@@ -1,4 +1,3 @@
-# ruff: noqa: RUF002, RUF003  (math notation: β, γ, λ, ×, −)
 """Known learning coefficients, the ground truth the estimators are tested against."""
 
 from __future__ import annotations

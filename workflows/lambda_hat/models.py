@@ -1,4 +1,3 @@
-# ruff: noqa: RUF003  (math notation: β, γ, λ, ×, −)
 """Model families on flat parameter vectors.
 
 Samplers work on one flat vector w; each family knows how to slice it into its weights.

@@ -1,4 +1,3 @@
-# ruff: noqa: RUF002, RUF003  (math notation: β, γ, λ, ×, −)
 """Samplers of the localized tempered posterior around w*.
 
     p(w) ∝ exp(−nβ·L_n(w) − γ/2·‖w − w*‖²),   β = 1/log n

@@ -1,4 +1,3 @@
-# ruff: noqa: RUF002, RUF003  (math notation: β, γ, λ, ×, −)
 """Build a target: teacher-student data, a student trained to w*, stored by content.
 
 A target directory is named by :meth:`TargetConfig.key`, so building a target that
