@@ -82,8 +82,10 @@ upstream-baseline: sync
 	$(PARSL_SUITE) baseline fast
 	$(PARSL_SUITE) baseline full
 
+# A diamond DAG planned with HEFT on the local multi-node cluster, then the LLC workflow.
 demo: sync
-	$(RUN) python scripts/demo.py
+	$(RUN) python -P scripts/plan_workflow.py --out out/demo-plan
+	$(RUN) lambda-hat run config/small.yaml
 
 clean:
 	rm -rf .venv .cache/baseline
