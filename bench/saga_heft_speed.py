@@ -1,25 +1,32 @@
 """CPU time of SAGA's HEFT on large random workflows (issue 9, "Speed").
 
 Plans random DAGs of 1,000 and 5,000 tasks on a fully connected heterogeneous
-network of 64 nodes with the SAGA installed in the running environment (the fork
-tree by default) and prints the CPU seconds of each plan. To compare two versions
-of SAGA, run the script once under each and compare the printed times.
+network of 64 nodes and prints the CPU seconds of each plan, for the fork's SAGA and
+for the pinned upstream release with only the packaging patch (0001), each in its own
+interpreter in the same run, with the ratio. The makespans must agree.
 
-    .venv/bin/python bench/saga_heft_speed.py [--tasks 1000 5000] [--nodes 64]
+    .venv/bin/python -P bench/saga_heft_speed.py [--tasks 1000 5000] [--nodes 64]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import random
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-from saga import Network, NetworkEdge, NetworkNode, TaskGraph, TaskGraphEdge, TaskGraphNode
-from saga.schedulers import HeftScheduler
+ROOT = Path(__file__).resolve().parent.parent
+UPSTREAM_TREE = ROOT / ".cache" / "bench" / "saga-upstream"
 
 
-def random_network(num_nodes: int, rng: random.Random) -> Network:
+def random_network(num_nodes: int, rng: random.Random):  # -> saga.Network
+    from saga import Network, NetworkEdge, NetworkNode
+
     nodes = [NetworkNode(name=f"n{i}", speed=rng.uniform(1, 4)) for i in range(num_nodes)]
     links = [
         NetworkEdge(source=f"n{i}", target=f"n{j}", speed=rng.uniform(1, 4))
@@ -29,12 +36,14 @@ def random_network(num_nodes: int, rng: random.Random) -> Network:
     return Network.create(nodes, links)
 
 
-def random_task_graph(num_tasks: int, rng: random.Random) -> TaskGraph:
+def random_task_graph(num_tasks: int, rng: random.Random):  # -> saga.TaskGraph
     """A DAG with one entry, one exit and 1-3 predecessors per task among the 50 before it.
 
     Built directly rather than with TaskGraph.create, whose source/sink detection
     is quadratic and would dominate the setup time.
     """
+    from saga import TaskGraph, TaskGraphEdge, TaskGraphNode
+
     names = [f"t{i}" for i in range(num_tasks)]
     tasks = [TaskGraphNode(name=name, cost=rng.uniform(1, 10)) for name in names]
     edges: dict[tuple[str, str], TaskGraphEdge] = {}
@@ -64,25 +73,64 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def measure(tasks: list[int], nodes: int, seed: int) -> None:
+    """Print one JSON line per size: CPU seconds and makespan with the importable SAGA."""
+    from saga.schedulers import HeftScheduler
+
+    for num_tasks in tasks:
+        rng = random.Random(seed)
+        network = random_network(nodes, rng)
+        task_graph = random_task_graph(num_tasks, rng)
+        start = time.process_time()
+        schedule = HeftScheduler().schedule(network, task_graph)
+        cpu = time.process_time() - start
+        print(json.dumps({"tasks": num_tasks, "edges": len(task_graph.dependencies),
+                          "cpu": cpu, "makespan": schedule.makespan}))
+
+
+def upstream_saga_src() -> Path:
+    """The pinned anrg-saga with only the packaging patch, built once under .cache/."""
+    if not UPSTREAM_TREE.exists():
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import fork
+
+        pin = fork.load_pins()["saga"]
+        sdist = fork.fetch_sdist(pin.distribution, pin.version, pin.sha256)
+        fork.unpack_upstream(sdist, UPSTREAM_TREE, f"{pin.distribution} {pin.version}")
+        fork.apply_series(UPSTREAM_TREE, fork.series(pin)[:1])
+    return UPSTREAM_TREE / "src"
+
+
+def run_child(args: argparse.Namespace, pythonpath: Path | None) -> list[dict[str, float]]:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    cmd = [sys.executable, "-P", __file__, "--child", "--nodes", str(args.nodes),
+           "--seed", str(args.seed), "--tasks", *map(str, args.tasks)]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--nodes", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        measure(args.tasks, args.nodes, args.seed)
+        return
 
-    print(f"machine: {cpu_model()}, Python {platform.python_version()}")
-    for num_tasks in args.tasks:
-        rng = random.Random(args.seed)
-        network = random_network(args.nodes, rng)
-        task_graph = random_task_graph(num_tasks, rng)
-        start = time.process_time()
-        schedule = HeftScheduler().schedule(network, task_graph)
-        cpu = time.process_time() - start
-        print(
-            f"HEFT {num_tasks} tasks, {len(task_graph.dependencies)} dependencies, "
-            f"{args.nodes} nodes: {cpu:.2f} s CPU (makespan {schedule.makespan:.2f})"
-        )
+    print(f"machine: {cpu_model()}, Python {platform.python_version()}, {os.cpu_count()} CPUs; "
+          f"one run each, in the same session")
+    upstream = run_child(args, upstream_saga_src())
+    fork_rows = run_child(args, None)
+    for up, ours in zip(upstream, fork_rows, strict=True):
+        same = abs(up["makespan"] - ours["makespan"]) <= 1e-9 * up["makespan"]
+        print(f"HEFT {up['tasks']} tasks, {up['edges']} dependencies, {args.nodes} nodes: "
+              f"upstream {up['cpu']:.2f} s, fork {ours['cpu']:.2f} s CPU, "
+              f"speed-up {up['cpu'] / ours['cpu']:.1f}x, same makespan: {same}")
 
 
 if __name__ == "__main__":
