@@ -57,8 +57,12 @@ import psutil
 from parsl.executors import HighThroughputExecutor
 from parsl.jobs.states import JobState, JobStatus
 from parsl.providers.base import ExecutionProvider
-from parsl.providers.base import GraphNode as ParslGraphNode
 from parsl.providers.errors import SubmitException
+
+try:
+    from parsl.providers.base import GraphNode as ParslGraphNode
+except ImportError:  # stock Parsl (benchmark baseline): no DAG planning asks for nodes
+    ParslGraphNode = None  # type: ignore[assignment,misc]
 
 from parsl_saga import local_cluster_net as net
 
@@ -269,6 +273,9 @@ class LocalClusterProvider(ExecutionProvider):
 
     def get_graph_nodes(self) -> list[ParslGraphNode]:
         """The nodes as Parsl's DAG planner sees them: one worker pool each."""
+        if ParslGraphNode is None:
+            raise NotImplementedError("this Parsl has no DAG planning (parsl.providers.base."
+                                      "GraphNode); the parsl-saga fork has")
         return [ParslGraphNode(name=n.name, pools=1, speed=n.speed) for n in self.nodes]
 
     # -- lifecycle ------------------------------------------------------------------------
