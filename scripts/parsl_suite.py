@@ -104,10 +104,27 @@ def node_id(test_id: str) -> str:
     return name
 
 
-def run_suite(python: Path, tree: Path, suite: str) -> dict[str, str]:
+def series_test_runs(tree: Path, suite: str) -> tuple[Run, ...]:
+    """The Parsl test files our series adds or changes that ``suite`` does not run yet,
+    under both configurations (marked-local tests, and unmarked ones on htex_local), so
+    that every patch's own tests run in `make test`."""
+    changed = subprocess.run(
+        ["git", "-C", str(tree), "diff", "--name-only", "--diff-filter=AM", "upstream", "HEAD",
+         "--", "parsl/tests/"], check=True, capture_output=True, text=True).stdout.split()
+    files = [f for f in changed if Path(f).name.startswith("test_") and f.endswith(".py")]
+    runs = []
+    for config in (run.config for run in SUITES[suite]):
+        covered = [p for run in SUITES[suite] if run.config == config for p in run.paths]
+        extra = tuple(f for f in files if not any(f == p or f.startswith(p + "/") for p in covered))
+        if extra:
+            runs.append(Run(config, extra))
+    return tuple(runs)
+
+
+def run_suite(python: Path, tree: Path, suite: str, runs: tuple[Run, ...] = ()) -> dict[str, str]:
     results: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="parsl-suite-") as tmp:
-        for index, run in enumerate(SUITES[suite]):
+        for index, run in enumerate(SUITES[suite] + runs):
             results |= run_pytest(python, tree, run, Path(tmp) / f"{index}.xml")
     return results
 
@@ -164,7 +181,8 @@ def rerun_alone(python: Path, test_id: str) -> str:
 def compare(suite: str) -> int:
     known = known_failures(suite)
     python = Path(sys.executable)
-    results = run_suite(python, ROOT / "parsl", suite)
+    tree = ROOT / "parsl"
+    results = run_suite(python, tree, suite, series_test_runs(tree, suite))
     if not results:
         print("compare: no test ran; see the pytest output above")
         return 1

@@ -10,7 +10,7 @@ Tolerances (relative to the known value) and why:
 - SGLD (float32, minibatch, step-size bias, shorter effective chains): 20%.
 - VI (mean-field Gaussian): 15% on the regular model, where mean-field is exact for the
   quadratic form. On the singular model it is off by ~60% (the product of Gaussians
-  cannot follow the curved valley of minima); that test is an honest strict xfail.
+  cannot follow the curved valley of minima); a separate test asserts that bias.
 The runs are seeded, so the numbers are reproducible; the tolerances still leave room
 for the Monte Carlo error a different seed would show (several standard errors).
 """
@@ -139,11 +139,18 @@ def test_built_targets_know_their_llc(built: dict[str, dict]) -> None:
         assert meta["dtype"] == "float64"
 
 
-@pytest.mark.parametrize("target", ["linear", "rrlinear"])
-@pytest.mark.parametrize("sampler", ["sgld", "vi", "hmc", "mclmc"])
+# Mean-field VI on the singular model is left out here on purpose: it overestimates the
+# 3-3-3 LLC (~6.4 against 4.0), which test_vi_on_singular_model_is_biased asserts.
+RECOVERABLE = [
+    (target, sampler)
+    for target in ("linear", "rrlinear")
+    for sampler in ("sgld", "vi", "hmc", "mclmc")
+    if (target, sampler) != ("rrlinear", "vi")
+]
+
+
+@pytest.mark.parametrize(("target", "sampler"), RECOVERABLE)
 def test_sampler_recovers_known_llc(built: dict[str, dict], target: str, sampler: str) -> None:
-    if target == "rrlinear" and sampler == "vi":
-        pytest.xfail("mean-field VI overestimates the singular 3-3-3 LLC (~6.4 vs 4.0)")
     est = _run(built, target, sampler)
     assert est.known is not None
     assert math.isfinite(est.llc)

@@ -101,10 +101,14 @@ def test_outputs_written(run: dict[str, Any]) -> None:
     assert "htex64" in (out / "placements.md").read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="per-call routing (parsl_resource_specification={'executor': ...}) is not in this "
-    "Parsl yet; the workflow falls back to executors=[label]. Flips when routing lands.",
-)
-def test_routing_uses_the_resource_specification_key(run: dict[str, Any]) -> None:
-    assert run["routing"] == "resource_spec"
+def test_one_app_routed_per_call_and_planned_as_one_dag(run: dict[str, Any]) -> None:
+    plan = run["plan"]
+    assert plan is not None and plan.scheduler == "heft"
+    planned = {t.task_id: t for t in plan.tasks.values()}
+    assert len(planned) == len(run["results"]) + len(run["builds"])
+    for r in run["results"]:
+        assert planned[r["task_id"]].executor == executor_for(r["sampler"]["dtype"])
+    assert plan.actual_makespan is not None
+    out = Path(run["out"])
+    assert (out / "gantt.png").stat().st_size > 0
+    assert (out / "plan.json").stat().st_size > 0

@@ -64,7 +64,7 @@ def run_experiment(
     started = time.perf_counter()
     dfk = parsl.load(build_config(spec, out / "runinfo"))
     try:
-        run = run_workflow(cfg, dfk, spec.labels, str(artifacts.resolve()), all_x64=all_x64)
+        run = run_workflow(cfg, dfk, str(artifacts.resolve()), all_x64=all_x64)
     finally:
         dfk.cleanup()
         parsl.clear()
@@ -72,8 +72,9 @@ def run_experiment(
     run["mode"] = "all-x64" if all_x64 else "routed"
     run["out"] = str(out)
     run["estimates"] = write_outputs(run, out)
-    if run["plan"] is not None and hasattr(run["plan"], "plot_gantt"):
-        run["plan"].plot_gantt(out / "gantt_plan.png")  # the fork's planned Gantt, when it has one
+    if run["plan"] is not None:
+        run["plan"].gantt(str(out / "gantt.png"))
+        run["plan"].write_json(str(out / "plan.json"))
     return run
 
 
@@ -101,5 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(run["estimates"]))
     print("\nWhere each task ran:")
     print(placement_table(placements(run)))
-    print(f"\nrouting: {run['routing']}; wall time {run['total_seconds']:.1f}s; outputs in {out}/")
+    plan = run["plan"]
+    if plan is not None:
+        print(f"\nplanned makespan {plan.makespan:.1f}s, actual {plan.actual_makespan:.1f}s")
+    print(f"wall time {run['total_seconds']:.1f}s; outputs in {out}/")
     return 0

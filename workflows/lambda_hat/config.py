@@ -58,14 +58,17 @@ class TargetConfig:
     train_steps: int = 3000
     learning_rate: float = 0.01
     init_scale: float = 0.1
+    cost: float | None = None
+    """Planning hint: seconds the build takes on a node of speed 1."""
 
     def key(self) -> str:
         """Content address of the target: everything that determines its artifacts.
 
-        The name is left out: renaming a target must not rebuild it.
+        The name and the planning hint are left out: neither changes what is built.
         """
         fields = asdict(self)
         fields.pop("name")
+        fields.pop("cost")
         fields["schema"] = TARGET_SCHEMA
         blob = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -81,6 +84,7 @@ class SamplerConfig:
     chains: int = 4
     seed: int = 0
     cost: float | None = None
+    """Planning hint: seconds the sampler takes on a node of speed 1."""
     gamma: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
 

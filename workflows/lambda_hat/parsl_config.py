@@ -69,7 +69,7 @@ def _worker_init(e: ExecutorSpec) -> str:
 
 
 def build_config(spec: ParslSpec, run_dir: str | Path):
-    """A Parsl ``Config``; with ``saga_scheduler`` when the running Parsl accepts it."""
+    """A Parsl ``Config`` with the spec's executors and ``saga_scheduler`` (None: no plan)."""
     from parsl.config import Config
     from parsl.executors import HighThroughputExecutor
     from parsl.providers import LocalProvider
@@ -86,10 +86,9 @@ def build_config(spec: ParslSpec, run_dir: str | Path):
         )
         for e in spec.executors
     ]
-    kwargs: dict[str, Any] = {"executors": executors, "run_dir": str(run_dir), **spec.extra}
-    if spec.saga_scheduler:
-        try:
-            return Config(saga_scheduler=spec.saga_scheduler, **kwargs)
-        except TypeError:
-            logger.info("this Parsl has no Config(saga_scheduler=...): running without a plan")
-    return Config(**kwargs)
+    return Config(
+        executors=executors,
+        run_dir=str(run_dir),
+        saga_scheduler=spec.saga_scheduler,
+        **spec.extra,
+    )
