@@ -9,10 +9,11 @@ RUN := uv run --locked
 PARSL_SUITE := $(RUN) python scripts/parsl_suite.py
 
 .PHONY: help uv materialize export check check-patches rebase-check sync lint lint-fork \
-        test test-project test-saga test-parsl test-upstream upstream-baseline demo clean
+        test test-project test-saga test-parsl test-upstream upstream-baseline demo clean \
+        bench bench-quick
 
 help:
-	@echo "make demo | test | test-upstream | materialize | export | check | rebase-check VERSION=… [SERIES=saga] | lint"
+	@echo "make demo | test | bench [QUICK=1] | test-upstream | materialize | export | check | rebase-check VERSION=… [SERIES=saga] | lint"
 
 uv:
 	@uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
@@ -86,6 +87,14 @@ upstream-baseline: sync
 demo: sync
 	$(RUN) python -P scripts/plan_workflow.py --out out/demo-plan
 	$(RUN) lambda-hat run config/small.yaml
+
+# Benchmarks (issue 8): run them all, write bench/results/*.json and docs/benchmarks.md.
+# Long (about an hour); QUICK=1 (or bench-quick) takes a few minutes. Run on a quiet machine.
+bench: sync
+	$(RUN) --group bench python -P bench/run.py $(if $(QUICK),--quick)
+
+bench-quick:
+	@$(MAKE) --no-print-directory bench QUICK=1
 
 clean:
 	rm -rf .venv .cache/baseline

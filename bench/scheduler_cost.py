@@ -2,20 +2,22 @@
 
 For each size (tasks x nodes) it builds one random layered DAG with real-valued costs
 and a heterogeneous, fully connected network, plans it with each scheduler and
-records the CPU time (process time, the best of ``--repeats`` runs). Native HEFT and
+records the CPU time (process time; the median and range of ``--repeats`` runs for native
+HEFT, one run for SAGA's schedulers, which take seconds to minutes). Native HEFT and
 SAGA's HEFT must give the same makespan on every case; the script exits non-zero if
 they do not. Ratios are SAGA time over native time, measured in the same run.
 
-    uv run python bench/scheduler_cost.py [--quick] [--out bench/results/scheduler_cost.json]
+    uv run python -P bench/scheduler_cost.py [--quick] [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import platform
+import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,6 +26,9 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 from parsl.dataflow.planning.heft import heft
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result
 
 SAGA_TASK_LIMIT = {"quick": 1000, "full": 5000}  # SAGA is O(minutes) beyond this
 SIZES = {
@@ -46,7 +51,8 @@ class Row:
     tasks: int
     nodes: int
     edges: int
-    native_s: float
+    native_s: float  # median of native_runs
+    native_runs: list[float]
     saga_heft_s: float | None
     saga_cpop_s: float | None
     native_makespan: float
@@ -71,14 +77,20 @@ def layered_dag(rng: np.random.Generator, tasks: int, nodes: int) -> Instance:
                     speeds=rng.uniform(0.5, 4.0, size=nodes).tolist(), bandwidth=bandwidth)
 
 
-def cpu_seconds(plan: Callable[[], float], repeats: int) -> tuple[float, float]:
-    """Best CPU time of ``repeats`` runs, and the makespan the plan reports."""
-    best, makespan = math.inf, math.nan
+def cpu_runs(plan: Callable[[], float], repeats: int) -> tuple[list[float], float]:
+    """CPU time of each of ``repeats`` runs, and the makespan the plan reports."""
+    times, makespan = [], math.nan
     for _ in range(repeats):
         start = time.process_time()
         makespan = plan()
-        best = min(best, time.process_time() - start)
-    return best, makespan
+        times.append(time.process_time() - start)
+    return times, makespan
+
+
+def cpu_seconds(plan: Callable[[], float], repeats: int) -> tuple[float, float]:
+    """Median CPU time of ``repeats`` runs, and the makespan the plan reports."""
+    times, makespan = cpu_runs(plan, repeats)
+    return statistics.median(times), makespan
 
 
 def native(instance: Instance) -> float:
@@ -104,9 +116,9 @@ def saga_plan(instance: Instance, scheduler_name: str) -> float:
 
 def measure(tasks: int, nodes: int, mode: str, repeats: int) -> Row:
     instance = layered_dag(np.random.default_rng(tasks * 1000 + nodes), tasks, nodes)
-    native_s, native_makespan = cpu_seconds(lambda: native(instance), repeats)
-    row = Row(tasks, nodes, len(instance.edges), native_s, None, None, native_makespan,
-              None, None)
+    native_runs, native_makespan = cpu_runs(lambda: native(instance), repeats)
+    row = Row(tasks, nodes, len(instance.edges), statistics.median(native_runs), native_runs,
+              None, None, native_makespan, None, None)
     if tasks <= SAGA_TASK_LIMIT[mode]:
         row.saga_heft_s, row.saga_heft_makespan = cpu_seconds(
             lambda: saga_plan(instance, "heft"), 1)
@@ -122,14 +134,13 @@ def ratio(numerator: float | None, denominator: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer sizes, SAGA up to 1,000 tasks")
-    parser.add_argument("--repeats", type=int, default=3, help="native runs per size (best kept)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/scheduler_cost.json"))
+    parser.add_argument("--repeats", type=int, default=5, help="native runs per size")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # SAGA warns on every graph with several sources
     mode = "quick" if args.quick else "full"
 
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-          f"python {platform.python_version()}; CPU seconds, best of {args.repeats} (native)")
+          f"python {platform.python_version()}; CPU seconds, median of {args.repeats} (native)")
     print(f"{'tasks':>6} {'nodes':>5} {'edges':>6} {'native':>8} {'SAGA HEFT':>10} "
           f"{'ratio':>7} {'SAGA CPOP':>10} {'ratio':>7}  same makespan")
     rows, mismatches = [], 0
@@ -146,11 +157,10 @@ def main() -> int:
               f"{ratio(row.saga_cpop_s, row.native_s):>7}  {'-' if same is None else same}",
               flush=True)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.platform(), "mode": mode,
-                                    "repeats": args.repeats,
-                                    "rows": [asdict(r) for r in rows]}, indent=2))
-    print(f"wrote {args.out}")
+    path = write_result("scheduler_cost", {"mode": mode, "repeats": args.repeats,
+                                           "saga_task_limit": SAGA_TASK_LIMIT[mode],
+                                           "rows": [asdict(r) for r in rows]})
+    print(f"wrote {path}")
     if mismatches:
         print(f"ERROR: native HEFT and SAGA HEFT disagree on {mismatches} case(s)")
     return 1 if mismatches else 0

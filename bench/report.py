@@ -1,0 +1,428 @@
+"""Render docs/benchmarks.md and its plots from the results of one `make bench` run.
+
+Reads bench/results/run.json (written by bench/run.py: the mode, the steps that ran and
+whether they succeeded) and the result file of each successful step. Every number in the
+report is computed here from those files; a step that did not run in this run is
+reported as not run, never filled from an older file.
+
+    uv run python -P bench/report.py
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, ROOT
+
+DOCS = ROOT / "docs"
+REPORT = DOCS / "benchmarks.md"
+PLANNED = ("fork-heft", "fork-cpop")
+LABELS = {"stock": "stock Parsl", "fork-none": "fork, no plan", "fork-heft": "fork + HEFT",
+          "fork-cpop": "fork + CPOP"}
+GOALS = {"speedup": 1.25, "bound": 1.15, "plan": 0.10}
+
+Row = Sequence[object]
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def geomean(values: Sequence[float]) -> float:
+    return math.exp(statistics.fmean(math.log(v) for v in values))
+
+
+def table(header: Row, rows: Sequence[Row]) -> list[str]:
+    lines = ["| " + " | ".join(map(str, header)) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
+    """Median with the range over repeats, e.g. ``1.92 (1.85-2.10)``."""
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return (f"{fmt.format(statistics.median(values))} "
+            f"({fmt.format(min(values))}-{fmt.format(max(values))})")
+
+
+def x(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+# -- makespan in real execution --------------------------------------------------------------
+
+def per_trace(runs: list[dict[str, Any]], trace: str, key: str | Callable[[dict], float]
+              ) -> list[float]:
+    get = key if callable(key) else (lambda r: r[key])
+    return [get(r) for r in runs if r["trace"] == trace]
+
+
+def makespan_section(data: dict[str, Any]) -> list[str]:
+    settings = data["settings"]
+    out = ["## 1. Makespan of the real traces, in real execution", "",
+           f"Each of the six traces runs on the local multi-node cluster "
+           f"(`src/parsl_saga/local_cluster.py`, one HTEx worker pool per node, nodes at "
+           f"speeds {', '.join(f'{s:g}' for s in data['shapes'][0]['speeds'])}); every task "
+           f"sleeps for its recorded runtime x scale / its node's speed. Each trace's scale puts "
+           f"its lower bound at {settings['target']:g} s. Per configuration: "
+           f"{settings['repeats']} cluster(s), each running every trace {settings['rounds']} "
+           f"times; figures are medians with the range over those "
+           f"{settings['repeats'] * settings['rounds']} runs in brackets. Makespan = wall time "
+           "from the first submit to the last result, so the fork's deferred submission and "
+           "planning are included. *Stock Parsl* is the pinned upstream release, unpatched, in "
+           "its own environment (`.cache/baseline`), on the same nodes.", ""]
+    for shape in data["shapes"]:
+        out += shape_section(shape)
+    return out
+
+
+def medians(shape: dict[str, Any], config: str) -> dict[str, float]:
+    runs = shape["runs"][config]
+    return {c["trace"]: statistics.median(per_trace(runs, c["trace"], "makespan"))
+            for c in shape["cases"]}
+
+
+def shape_section(shape: dict[str, Any]) -> list[str]:
+    configs = list(shape["runs"])
+    med = {c: medians(shape, c) for c in configs}
+    cases = shape["cases"]
+    bound = {c["trace"]: c["lower_bound"] for c in cases}
+    out = [f"### {shape['slots']} worker slot(s) per node", "",
+           "Makespan in seconds:", ""]
+    rows = [[c["trace"], c["tasks"], f"{c['scale']:.4g}", f"{c['lower_bound']:.2f}",
+             *(spread(per_trace(shape["runs"][k], c["trace"], "makespan")) for k in configs)]
+            for c in cases]
+    out += table(["trace", "tasks", "scale", "lower bound", *(LABELS[k] for k in configs)], rows)
+
+    planned = [k for k in PLANNED if k in configs]
+    out += ["Ratios (of medians): stock / fork is the fork's speed-up over stock Parsl (above 1 "
+            "is better); makespan / bound (1 is optimal); actual / planned compares the "
+            "makespan measured from the plan's launch with the plan's own.", ""]
+    header = ["trace", *(f"stock / {LABELS[k]}" for k in planned),
+              *(f"{LABELS[k]} / bound" for k in configs),
+              *(f"{LABELS[k]} actual / planned" for k in planned)]
+    rows = []
+    for c in cases:
+        t = c["trace"]
+        rows.append([t, *(x(med["stock"][t] / med[k][t]) for k in planned),
+                     *(x(med[k][t] / bound[t]) for k in configs),
+                     *(spread(per_trace(shape["runs"][k], t, plan_ratio), "{:.2f}")
+                       for k in planned)])
+    rows.append(["**geometric mean**",
+                 *(x(geomean([med["stock"][t] / med[k][t] for t in bound])) for k in planned),
+                 *(x(geomean([med[k][t] / bound[t] for t in bound])) for k in configs),
+                 *(x(geomean([statistics.median(per_trace(shape["runs"][k], t, plan_ratio))
+                              for t in bound])) for k in planned)])
+    out += table(header, rows)
+    out += goals(shape, med, bound)
+    out += losses(shape, med)
+    out += [f"![makespan over the lower bound, {shape['slots']} slot(s) per node]"
+            f"({plot_makespan(shape, med, bound).name})", ""]
+    return out
+
+
+def plan_ratio(run: dict[str, Any]) -> float:
+    return run["actual_from_launch"] / run["planned"]
+
+
+def goals(shape: dict[str, Any], med: dict[str, dict[str, float]],
+          bound: dict[str, float]) -> list[str]:
+    if "fork-heft" not in med:
+        return []
+    heft = med["fork-heft"]
+    speedup = geomean([med["stock"][t] / heft[t] for t in bound])
+    over_bound = geomean([heft[t] / bound[t] for t in bound])
+    worst_plan = max(abs(statistics.median(per_trace(shape["runs"]["fork-heft"], t,
+                                                     plan_ratio)) - 1) for t in bound)
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    return ["Issue 8's goals for the fork with HEFT on this cluster:", "",
+            f"- at least {GOALS['speedup']}x shorter than stock Parsl (geometric mean): "
+            f"{x(speedup)}, {verdict(speedup >= GOALS['speedup'])};",
+            f"- within {GOALS['bound']}x of the lower bound (geometric mean): "
+            f"{x(over_bound)}, {verdict(over_bound <= GOALS['bound'])};",
+            f"- actual makespan within {GOALS['plan']:.0%} of planned (worst trace, median "
+            f"run): {worst_plan:.1%} off, {verdict(worst_plan <= GOALS['plan'])}.", ""]
+
+
+def losses(shape: dict[str, Any], med: dict[str, dict[str, float]]) -> list[str]:
+    """Every trace where HEFT's median makespan is not shorter than stock's, with the
+    figures that say why."""
+    if "fork-heft" not in med:
+        return []
+    heft_runs = shape["runs"]["fork-heft"]
+    lost = [t for t in med["stock"] if med["fork-heft"][t] >= med["stock"][t]]
+    if not lost:
+        return ["HEFT's median makespan is shorter than stock Parsl's on every trace here.", ""]
+    out = ["Where HEFT does not beat stock Parsl (median against median):", ""]
+    for t in lost:
+        planned = statistics.median(per_trace(heft_runs, t, "planned"))
+        launched = statistics.median(per_trace(heft_runs, t, "actual_from_launch"))
+        overhead = statistics.median(per_trace(heft_runs, t, lambda r: r["submit_s"]
+                                               + r["execute_s"]))
+        stock = med["stock"][t]
+        if planned >= stock:
+            why = (f"the plan itself is no shorter: HEFT planned {planned:.2f} s, and stock "
+                   f"Parsl's dynamic placement finished in {stock:.2f} s")
+        else:
+            why = (f"the plan was shorter ({planned:.2f} s) but the run from the plan's launch "
+                   f"took {launched:.2f} s ({launched / planned - 1:+.0%}), plus "
+                   f"{overhead:.2f} s of deferred submission and planning before it")
+        out.append(f"- **{t}**: HEFT {med['fork-heft'][t]:.2f} s, stock {stock:.2f} s: {why}.")
+    out += ["", "Why: the plan is static and its model knows only the task costs. Each task "
+            "also pays Parsl's dispatch latency (DFK, interchange, worker, result back), which "
+            "the plan does not count; on a pinned node that latency delays every later task "
+            "of the node's planned sequence, while stock HTEx gives the next ready task to "
+            "whichever worker is free at that moment. When a workflow is wide (total work over "
+            "all slots dominates the bound) such a greedy policy is already near the bound, "
+            "so a plan has little to gain and its fixed order can lose a little.", ""]
+    return out
+
+
+def plot_makespan(shape: dict[str, Any], med: dict[str, dict[str, float]],
+                  bound: dict[str, float]) -> Path:
+    traces = list(bound)
+    configs = list(med)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(configs)
+    for i, config in enumerate(configs):
+        runs = shape["runs"][config]
+        ratios = [[v / bound[t] for v in per_trace(runs, t, "makespan")] for t in traces]
+        centre = [statistics.median(r) for r in ratios]
+        errors = [[c - min(r) for c, r in zip(centre, ratios, strict=True)],
+                  [max(r) - c for c, r in zip(centre, ratios, strict=True)]]
+        ax.bar([j + i * width for j in range(len(traces))], centre, width, yerr=errors,
+               capsize=2, label=LABELS[config])
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="lower bound")
+    ax.set_xticks([j + width * (len(configs) - 1) / 2 for j in range(len(traces))], traces)
+    ax.set_ylabel("makespan / lower bound")
+    ax.set_title(f"Real execution, {shape['slots']} slot(s) per node (median, range)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = DOCS / f"bench_makespan_{shape['slots']}slot.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- overhead --------------------------------------------------------------------------------
+
+def overhead_section(makespan: dict[str, Any] | None, throughput: dict[str, Any] | None
+                     ) -> list[str]:
+    out = ["## 2. Overhead", ""]
+    if makespan is not None:
+        out += ["Deferred submission plus `dfk.execute()` (planning and launching), as a "
+                "fraction of the whole makespan (median over runs):", ""]
+        rows = []
+        for shape in makespan["shapes"]:
+            for k in (k for k in PLANNED if k in shape["runs"]):
+                for c in shape["cases"]:
+                    runs = per_trace(shape["runs"][k], c["trace"], lambda r: r)
+                    submit = statistics.median(r["submit_s"] for r in runs)
+                    execute = statistics.median(r["execute_s"] for r in runs)
+                    fraction = [(r["submit_s"] + r["execute_s"]) / r["makespan"] for r in runs]
+                    rows.append([shape["slots"], LABELS[k], c["trace"], c["tasks"],
+                                 f"{submit * 1000:.0f}", f"{execute * 1000:.0f}",
+                                 spread([f * 100 for f in fraction], "{:.1f}%")])
+        out += table(["slots", "configuration", "trace", "tasks", "submit (ms)",
+                      "execute() (ms)", "fraction of makespan"], rows)
+    if throughput is not None:
+        base = throughput["summary"]["stock"]["median"]
+        out += [f"Interchange throughput (issue 3): {throughput['tasks']} no-op tasks on "
+                f"{throughput['pools']} pools, {throughput['repeats']} interpreter(s) x "
+                f"{throughput['batches']} batches per configuration; tasks per second:", ""]
+        out += table(["configuration", "tasks/s", "ratio to stock"],
+                     [[name, spread(values, "{:.0f}"),
+                       x(statistics.median(values) / base)]
+                      for name, values in throughput["runs"].items()])
+        pinned = throughput["summary"]["fork pinned"]["median"] / base
+        out += [f"Goal: pinned at least {throughput['goal']:.0%} of stock: {pinned:.0%}, "
+                f"{'met' if pinned >= throughput['goal'] else '**not met**'}.", ""]
+    return out
+
+
+# -- scheduler cost ----------------------------------------------------------------------------
+
+def scheduler_section(data: dict[str, Any]) -> list[str]:
+    out = ["## 3. Scheduler cost", "",
+           "Random layered DAGs (`bench/scheduler_cost.py`) on a heterogeneous, fully connected "
+           f"network; CPU seconds of planning. Native HEFT: median (range) of {data['repeats']} "
+           f"runs; SAGA: one run, up to {data['saga_task_limit']} tasks. Ratios are SAGA over "
+           "native; *same* says whether native HEFT and SAGA's HEFT give the same makespan.", ""]
+    rows = []
+    for r in data["rows"]:
+        saga = [(r[k], x(r[k] / r["native_s"])) if r[k] is not None else ("-", "-")
+                for k in ("saga_heft_s", "saga_cpop_s")]
+        same = ("-" if r["saga_heft_makespan"] is None
+                else math.isclose(r["native_makespan"], r["saga_heft_makespan"], rel_tol=1e-9))
+        rows.append([r["tasks"], r["nodes"], r["edges"], spread(r["native_runs"], "{:.3f}"),
+                     *(f"{s:.3f}" if isinstance(s, float) else s for s, _ in saga[:1]),
+                     saga[0][1], *(f"{s:.3f}" if isinstance(s, float) else s
+                                   for s, _ in saga[1:]), saga[1][1], same])
+    out += table(["tasks", "nodes", "edges", "native HEFT (s)", "SAGA HEFT (s)", "ratio",
+                  "SAGA CPOP (s)", "ratio", "same"], rows)
+    largest = max(data["rows"], key=lambda r: (r["tasks"], r["nodes"]))
+    out += [f"Goal: 10,000 tasks on 64 nodes planned in under 1 s. Largest case here, "
+            f"{largest['tasks']} tasks on {largest['nodes']} nodes: {largest['native_s']:.3f} s "
+            f"CPU, {'met' if largest['native_s'] < 1 else '**not met**'}.", "",
+            f"![planning CPU time against size]({plot_scheduler(data).name})", ""]
+    return out
+
+
+def plot_scheduler(data: dict[str, Any]) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for nodes in sorted({r["nodes"] for r in data["rows"]}):
+        rows = [r for r in data["rows"] if r["nodes"] == nodes]
+        ax.plot([r["tasks"] for r in rows], [r["native_s"] for r in rows], "o-",
+                label=f"native HEFT, {nodes} nodes")
+        for key, name in (("saga_heft_s", "SAGA HEFT"), ("saga_cpop_s", "SAGA CPOP")):
+            saga = [r for r in rows if r[key] is not None]
+            if saga:
+                ax.plot([r["tasks"] for r in saga], [r[key] for r in saga], "x--",
+                        label=f"{name}, {nodes} nodes")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("tasks")
+    ax.set_ylabel("CPU seconds")
+    ax.set_title("Planning cost")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = DOCS / "bench_scheduler_cost.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- generated instances ---------------------------------------------------------------------
+
+def generated_section(data: dict[str, Any]) -> list[str]:
+    speeds = ", ".join(f"{s:g}" for s in data["speeds"])
+    out = ["## 4. Larger instances: WfCommons recipes and random DAGs (planned)", "",
+           f"Instances of the traces' six families generated with the `wfcommons` package's "
+           f"recipes, and random layered DAGs, planned on the model of the cluster (speeds "
+           f"{speeds}, {data['slots']} slots per node, no data transfer). No real execution at "
+           f"these sizes: *stock (sim.)* simulates stock HTEx's policy (each ready task to a "
+           f"random free worker, first ready first; median of {data['simulation_seeds']} seeds) "
+           "and is a model, not a measurement. Ratios are planned makespan over the lower bound; "
+           "CPU seconds for planning.", ""]
+    rows = []
+    for r in data["rows"]:
+        same = math.isclose(r["heft"], r["saga_heft"], rel_tol=1e-9)
+        rows.append([r["instance"], r["tasks"], r["edges"], x(r["heft"] / r["lower_bound"]),
+                     x(r["cpop"] / r["lower_bound"]), x(r["stock_sim"] / r["lower_bound"]),
+                     x(r["stock_sim"] / r["heft"]), f"{r['native_heft_s']:.3f}",
+                     f"{r['saga_heft_s']:.2f}", f"{r['saga_cpop_s']:.2f}", same])
+    out += table(["instance", "tasks", "edges", "HEFT / bound", "CPOP / bound",
+                  "stock (sim.) / bound", "stock (sim.) / HEFT", "native HEFT (s)",
+                  "SAGA HEFT (s)", "SAGA CPOP (s)", "same makespan"], rows)
+    out += [f"![planned makespan over the lower bound]({plot_generated(data).name})", ""]
+    return out
+
+
+def plot_generated(data: dict[str, Any]) -> Path:
+    rows = data["rows"]
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.27
+    for i, (key, name) in enumerate((("heft", "HEFT"), ("cpop", "CPOP"),
+                                     ("stock_sim", "stock (sim.)"))):
+        ax.bar([j + i * width for j in range(len(rows))],
+               [r[key] / r["lower_bound"] for r in rows], width, label=name)
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--", label="lower bound")
+    ax.set_xticks([j + width for j in range(len(rows))], [r["instance"] for r in rows],
+                  rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("planned makespan / lower bound")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = DOCS / "bench_generated.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# -- lambda_hat ----------------------------------------------------------------------------
+
+def routing_section(data: dict[str, Any]) -> list[str]:
+    return ["## 5. lambda_hat: per-dtype routing against the all-x64 workaround", "",
+            f"`bench/lambda_hat_routing.py` ({Path(data['config']).name}, {data['repeats']} "
+            "repeat(s)): wall seconds of the whole LLC workflow.", "",
+            *table(["mode", "wall (s)"],
+                   [[m, spread(v, "{:.1f}")] for m, v in data["wall_seconds"].items()]),
+            f"all-x64 / routed: {x(data['ratio_all_x64_over_routed'])}.", ""]
+
+
+# -- the report ------------------------------------------------------------------------------
+
+SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "makespan": makespan_section, "scheduler_cost": scheduler_section,
+    "generated": generated_section, "lambda_hat_routing": routing_section}
+
+
+def header(run: dict[str, Any]) -> list[str]:
+    m = run["machine"]
+    steps = [[s["name"], f"{s['seconds']:.0f}", "ok" if s["ok"] else "**failed**"]
+             for s in run["steps"]]
+    return ["# Benchmarks", "",
+            f"Written by `make bench{' QUICK=1' if run['mode'] == 'quick' else ''}` "
+            f"({run['mode']} mode) on {run['started']}, in {run['seconds'] / 60:.1f} minutes. "
+            "Every figure comes from the result files of that run (`bench/results/*.json`, "
+            "rendered by `bench/report.py`); ratios compare configurations measured in the "
+            "same run.", "",
+            "Machine:", "",
+            *table(["", ""], [["platform", m["platform"]], ["CPU", m["cpu"]],
+                              ["cores", m["cpus"]], ["memory", m["memory"]],
+                              ["Python", m["python"]],
+                              ["load average at start (1, 5, 15 min)",
+                               ", ".join(map(str, m["load_average"]))]]),
+            "Steps:", "", *table(["step", "seconds", "status"], steps)]
+
+
+def render() -> str:
+    run = json.loads((RESULTS / "run.json").read_text())
+    ok = {s["name"] for s in run["steps"] if s["ok"]}
+    DOCS.mkdir(exist_ok=True)
+    lines = header(run)
+    if run["mode"] == "quick":
+        lines += ["Quick mode: short runs (lower bound of about a second per trace, where "
+                  "Parsl's per-task latency weighs more than in the full run), one cluster "
+                  "per configuration, fewer sizes. Use `make bench` for the figures to quote.",
+                  ""]
+    present = {name: load(name) for name in (*SECTIONS, "interchange_throughput")
+               if name in ok}
+    if "makespan" in present:
+        lines += makespan_section(present["makespan"])
+    if "makespan" in present or "interchange_throughput" in present:
+        lines += overhead_section(present.get("makespan"), present.get("interchange_throughput"))
+    for name in ("scheduler_cost", "generated", "lambda_hat_routing"):
+        if name in present:
+            lines += SECTIONS[name](present[name])
+    missing = [s["name"] for s in run["steps"] if not s["ok"]]
+    if missing:
+        lines += ["## Not reported", "", f"These steps failed in this run: {', '.join(missing)}.",
+                  ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    REPORT.write_text(render())
+    print(f"wrote {REPORT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""`make bench`: run every benchmark, then write docs/benchmarks.md from their results.
+
+Each step runs in its own interpreter and writes bench/results/<step>.json; its old file
+is removed first, so the report can only show figures from this run. bench/results/run.json
+records the mode, the machine and each step's duration and status for bench/report.py.
+A failed step is reported as failed; the others still run, and the exit status is 1.
+
+    uv run --group bench python -P bench/run.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, ROOT, machine
+
+BENCH = ROOT / "bench"
+# (result name, script, runs in quick mode). The runner passes --quick to each in quick mode.
+STEPS = [
+    ("scheduler_cost", "scheduler_cost.py", True),
+    ("generated", "generated.py", True),
+    ("makespan", "makespan.py", True),
+    ("interchange_throughput", "interchange_throughput.py", True),
+    # The LLC workflow twice (about 3 minutes on 2 cores) and it has no quick setting.
+    ("lambda_hat_routing", "lambda_hat_routing.py", False),
+]
+
+
+def run_step(name: str, script: str, quick: bool) -> dict[str, object]:
+    (RESULTS / f"{name}.json").unlink(missing_ok=True)
+    cmd = [sys.executable, "-P", str(BENCH / script), *(["--quick"] if quick else [])]
+    print(f"== {name}: {' '.join(cmd[2:])}", flush=True)
+    started = time.perf_counter()
+    code = subprocess.run(cmd, cwd=ROOT, env=os.environ).returncode
+    seconds = time.perf_counter() - started
+    ok = code == 0 and (RESULTS / f"{name}.json").exists()
+    print(f"== {name}: {'ok' if ok else f'FAILED (exit {code})'} in {seconds:.0f} s", flush=True)
+    return {"name": name, "seconds": seconds, "ok": ok}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="under 5 minutes on a quiet machine")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    run = {"mode": "quick" if args.quick else "full", "machine": machine(),
+           "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+           "steps": []}
+    started = time.perf_counter()
+    for name, script, in_quick in STEPS:
+        if in_quick or not args.quick:
+            run["steps"].append(run_step(name, script, args.quick))
+    run["seconds"] = time.perf_counter() - started
+    (RESULTS / "run.json").write_text(json.dumps(run, indent=2))
+    report = subprocess.run([sys.executable, "-P", str(BENCH / "report.py")], cwd=ROOT)
+    failed = [s["name"] for s in run["steps"] if not s["ok"]]
+    if failed:
+        print(f"failed steps: {', '.join(failed)}")
+    return 1 if failed or report.returncode else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

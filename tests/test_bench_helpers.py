@@ -1,0 +1,50 @@
+"""The benchmarks' own arithmetic: the lower bound, the stock-policy simulation and the
+report's statistics (bench/). No timings are asserted."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+from common import Cluster, critical_path, lower_bound, scaled
+from generated import simulate_stock
+from report import geomean, spread
+
+# a -> b -> d and a -> c -> d: the chain through b is the longer one.
+DIAMOND = {"a": (1.0, []), "b": (4.0, ["a"]), "c": (2.0, ["a"]), "d": (1.0, ["b", "c"])}
+
+
+def test_critical_path_takes_the_longest_chain() -> None:
+    assert critical_path(DIAMOND) == 6.0
+
+
+def test_lower_bound_is_the_larger_of_the_two_bounds() -> None:
+    # Critical path on the fastest node: 6 / 4; all work over all slots: 8 / (2 * 8).
+    assert lower_bound(DIAMOND, Cluster((1.0, 1.0, 2.0, 4.0), slots=2)) == 1.5
+    # One slow node: the work bound, 8 / 1, is the larger.
+    assert lower_bound(DIAMOND, Cluster((1.0,), slots=1)) == 8.0
+
+
+def test_scaled_applies_the_floor_every_configuration_gets() -> None:
+    graph = scaled({"a": (0.0, []), "b": (10.0, ["a"])}, 0.5)
+    assert graph == {"a": (0.01, []), "b": (5.0, ["a"])}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_simulated_stock_policy_is_never_below_the_bound(seed: int) -> None:
+    cluster = Cluster((1.0, 1.0, 2.0, 4.0), slots=1)
+    makespan = simulate_stock(DIAMOND, cluster, seed)
+    assert makespan >= lower_bound(DIAMOND, cluster)
+    # On one node at speed 1 the tasks run back to back.
+    assert simulate_stock(DIAMOND, Cluster((1.0,), slots=1), seed) == 8.0
+
+
+def test_report_statistics() -> None:
+    assert math.isclose(geomean([2.0, 8.0]), 4.0)
+    assert spread([1.0, 3.0, 2.0]) == "2.00 (1.00-3.00)"
+    assert spread([1.5]) == "1.50"
