@@ -152,13 +152,20 @@ def goals(shape: dict[str, Any], med: dict[str, dict[str, float]],
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
 
+    excess = statistics.median(r["task_excess_s"] for r in shape["runs"]["fork-heft"])
+    task = statistics.median(r["task_planned_s"] for r in shape["runs"]["fork-heft"])
     return ["Issue 8's goals for the fork with HEFT on this cluster:", "",
             f"- at least {GOALS['speedup']}x shorter than stock Parsl (geometric mean): "
             f"{x(speedup)}, {verdict(speedup >= GOALS['speedup'])};",
             f"- within {GOALS['bound']}x of the lower bound (geometric mean): "
             f"{x(over_bound)}, {verdict(over_bound <= GOALS['bound'])};",
             f"- actual makespan within {GOALS['plan']:.0%} of planned (worst trace, median "
-            f"run): {worst_plan:.1%} off, {verdict(worst_plan <= GOALS['plan'])}.", ""]
+            f"run): {worst_plan:.1%} off, {verdict(worst_plan <= GOALS['plan'])}.", "",
+            f"The plan models run time only. Over all HEFT runs, a task's median planned run "
+            f"time is {task * 1000:.0f} ms, and from launch to result it took a median "
+            f"{excess * 1000:.0f} ms longer than planned (Parsl's dispatch and return path, and "
+            "waits for the node's worker): that excess, summed along the plan's chains, is "
+            "where actual and planned makespans part. It weighs less as tasks get longer.", ""]
 
 
 def losses(shape: dict[str, Any], med: dict[str, dict[str, float]]) -> list[str]:
@@ -323,7 +330,8 @@ def generated_section(data: dict[str, Any]) -> list[str]:
            "CPU seconds for planning.", ""]
     rows = []
     for r in data["rows"]:
-        same = math.isclose(r["heft"], r["saga_heft"], rel_tol=1e-9)
+        gap = abs(r["heft"] - r["saga_heft"]) / r["saga_heft"]
+        same = "yes" if gap <= 1e-9 else f"no, {gap:.1e} apart"
         rows.append([r["instance"], r["tasks"], r["edges"], x(r["heft"] / r["lower_bound"]),
                      x(r["cpop"] / r["lower_bound"]), x(r["stock_sim"] / r["lower_bound"]),
                      x(r["stock_sim"] / r["heft"]), f"{r['native_heft_s']:.3f}",
