@@ -110,11 +110,6 @@ def load_script() -> ModuleType:
 
 @pytest.fixture
 def script() -> ModuleType:
-    from parsl.providers import KubernetesProvider
-
-    if not hasattr(KubernetesProvider, "get_graph_nodes"):
-        pytest.skip("the installed Parsl fork does not carry the KubernetesProvider node "
-                    "patches yet")
     return load_script()
 
 

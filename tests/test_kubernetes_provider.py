@@ -20,14 +20,9 @@ import pytest
 from kubernetes.config import kube_config
 from parsl.jobs.states import JobState
 from parsl.providers import KubernetesProvider
+from parsl.providers.kubernetes.kube import NodeDiscoveryError
 
 from parsl_saga.k8s_standin import StandInAPIServer, standin_node
-
-if not hasattr(KubernetesProvider, "get_graph_nodes"):
-    pytest.skip("the installed Parsl fork does not carry the KubernetesProvider node patches "
-                "(get_graph_nodes, node pinning) yet", allow_module_level=True)
-
-from parsl.providers.kubernetes.kube import NodeDiscoveryError
 
 K8S_VERSION = "1.37.0"
 NAMESPACE = "parsl"
