@@ -83,7 +83,8 @@ def loaded(executor: LocalClusterExecutor, run_dir: Path) -> Iterator[None]:
         yield
 
 
-def _where(bridge: str, seconds: float) -> dict[str, str]:
+def _where(bridge: str, seconds: float,
+           parsl_resource_specification: dict | None = None) -> dict[str, str]:
     """Where this task ran: node name, host name, namespace and source address."""
     import os
     import socket
@@ -105,7 +106,7 @@ def _where(bridge: str, seconds: float) -> dict[str, str]:
 # Workers cannot import this test module, so the app must travel by value: a copy of
 # the function made here is not reachable by module and name, and dill pickles its code.
 where = parsl.python_app(types.FunctionType(_where.__code__, {"__builtins__": __builtins__},
-                                            "where"))
+                                            "where", _where.__defaults__))
 
 
 # -- input validation ------------------------------------------------------------------------
@@ -350,3 +351,43 @@ def test_link_shaping_is_applied_or_refused_clearly() -> None:
     finally:
         provider.close()
     assert leftovers(provider.tag) == []
+
+
+# -- a node that goes away and comes back ---------------------------------------------------
+
+
+def test_a_node_that_comes_back_gets_its_pinned_work_again(tmp_path: Path) -> None:
+    """Soft policy with a grace period far beyond the test: tasks pinned to a node whose
+    pool died wait for it, and run there once a new pool registers on that node."""
+    nodes = [ClusterNode("node-a"), ClusterNode("node-b")]
+    executor = cluster_executor("cluster", nodes, isolation="process",
+                                node_affinity_policy="soft", node_affinity_grace_period=3600,
+                                **HTEX_FAST)
+    provider = executor.provider
+    pin_b = {"_saga_node_affinity": "node-b"}
+    with loaded(executor, tmp_path):
+        assert where(provider.address, 0, parsl_resource_specification=pin_b).result(
+            timeout=60)["node"] == "node-b"
+        (job_b,) = [job for job, pool in provider._pools.items() if pool.node.name == "node-b"]
+        provider.cancel([job_b])
+        _wait_for_nodes(executor, {"node-a"})
+
+        waiting = [where(provider.address, 0, parsl_resource_specification=pin_b)
+                   for _ in range(3)]
+        elsewhere = where(provider.address, 0,
+                          parsl_resource_specification={"_saga_node_affinity": "node-a"})
+        assert elsewhere.result(timeout=60)["node"] == "node-a"
+        assert not any(f.done() for f in waiting)  # node-b is gone: they wait for it
+
+        executor.scale_out_facade(1)  # the provider starts it on the free node, node-b
+        assert [f.result(timeout=120)["node"] for f in waiting] == ["node-b"] * 3
+    assert leftovers(provider.tag) == []
+
+
+def _wait_for_nodes(executor: LocalClusterExecutor, names: set[str],
+                    timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while {m["node_name"] for m in executor.connected_managers() if m["active"]} != names:
+        if time.monotonic() > deadline:
+            pytest.fail(f"managers never became {names}: {executor.connected_managers()}")
+        time.sleep(0.2)
