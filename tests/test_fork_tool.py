@@ -122,7 +122,8 @@ def test_check_fails_on_hand_edited_patch(materialized: Path) -> None:
     assert "not a clean export" in result.stderr and series[0] in result.stderr
 
 
-def test_patch_that_does_not_apply_is_named(scratch: Path) -> None:
+def add_patch_that_cannot_apply(scratch: Path) -> str:
+    """Append to the Parsl series a patch whose hunk matches nothing in setup.py."""
     patch_dir = scratch / "patches" / "parsl"
     bad = patch_dir / "9999-Change-a-missing-line.patch"
     bad.write_text(
@@ -133,9 +134,14 @@ def test_patch_that_does_not_apply_is_named(scratch: Path) -> None:
         "@@ -1,1 +1,1 @@\n-this line is not in setup.py\n+nor is this one\n")
     with open(patch_dir / "series", "a") as series:
         series.write(bad.name + "\n")
+    return bad.name
+
+
+def test_patch_that_does_not_apply_is_named(scratch: Path) -> None:
+    bad_name = add_patch_that_cannot_apply(scratch)
     result = run_fork(scratch, "materialize", "parsl", check=False)
     assert result.returncode == 1
-    assert bad.name in result.stderr and "setup.py" in result.stderr
+    assert bad_name in result.stderr and "setup.py" in result.stderr
     assert not (scratch / "parsl").exists()
 
 
@@ -164,11 +170,17 @@ def test_unknown_fork_lists_the_known_ones(scratch: Path) -> None:
 
 
 def test_rebase_check_reports_each_patch(scratch: Path) -> None:
-    """Against the previous Parsl release from PyPI (CI reaches PyPI)."""
+    """Against the previous Parsl release from PyPI (CI reaches PyPI), with one patch
+    added that cannot apply: it is reported as a conflict naming its file, and the
+    report goes on to the end of the series."""
+    bad_name = add_patch_that_cannot_apply(scratch)
     result = run_fork(scratch, "rebase-check", "2026.10.19", "--fork", "parsl", check=False)
     assert result.returncode == 0, result.stderr
     series = (scratch / "patches" / "parsl" / "series").read_text().split()
-    for name in series:
-        assert any(name in line and ("clean" in line or "conflict" in line)
-                   for line in result.stdout.splitlines()), result.stdout
-    assert "clean," in result.stdout and "conflicting" in result.stdout
+    lines = {name: [line for line in result.stdout.splitlines() if name in line]
+             for name in series}
+    for name in series[:-1]:
+        assert len(lines[name]) == 1 and "clean" in lines[name][0], result.stdout
+    (bad_line,) = lines[bad_name]
+    assert bad_line.split()[0] == "conflict" and "[setup.py]" in bad_line, result.stdout
+    assert f"{len(series) - 1} clean, 1 conflicting" in result.stdout
