@@ -37,8 +37,11 @@ INDEX_URL = os.environ.get("PARSL_SAGA_INDEX_URL", "https://pypi.org/simple")
 UPSTREAM_TAG = "upstream"
 STATE_FILE = "parsl-saga-series"
 # Generated files that an editable install or a test run writes into a fork tree.
+# What builds and Parsl's own test suite write into the tree (some of its tests write to
+# the working directory), so that a test run never reads as uncommitted work.
 IGNORED_IN_TREE = ["*.egg-info/", "build/", "__pycache__/", ".pytest_cache/", "runinfo/",
-                   "pytest-parsl/", ".mypy_cache/"]
+                   "pytest-parsl/", ".mypy_cache/", "/interchange.log", "/retry.out",
+                   "/succeed.out"]
 # A fixed identity and date for the upstream commit, so that its hash is reproducible.
 UPSTREAM_IDENTITY = {
     "GIT_AUTHOR_NAME": "upstream", "GIT_AUTHOR_EMAIL": "upstream@pypi.invalid",
