@@ -336,6 +336,19 @@ def test_cleanup_stale_removes_a_killed_run(isolation: str) -> None:
 
 
 @needs_root
+@needs_root
+def test_bandwidth_alone_is_shaped_without_netem() -> None:
+    nodes = [ClusterNode("node-a", bandwidth_mbit=50)]
+    with LocalClusterProvider(nodes, isolation="netns") as provider:
+        for where_ in (["ip", "netns", "exec", provider.netns_name("node-a")], []):
+            devices = ["eth0"] if where_ else [net.NodeLink("node-a", 0).veth(provider.tag)]
+            qdisc = subprocess.run([*where_, "tc", "qdisc", "show", "dev", *devices],
+                                   capture_output=True, text=True, check=True).stdout
+            assert "tbf" in qdisc and "rate 50Mbit" in qdisc, qdisc
+    assert leftovers(provider.tag) == []
+
+
+@needs_root
 def test_link_shaping_is_applied_or_refused_clearly() -> None:
     nodes = [ClusterNode("node-a", latency_ms=5, bandwidth_mbit=50)]
     provider = LocalClusterProvider(nodes, isolation="netns")

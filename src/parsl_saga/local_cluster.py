@@ -16,7 +16,7 @@ that dies is replaced on the same node), and every pool gets
 Isolation:
 
 - ``"netns"`` (root): each node in its own network namespace with its own address, on a
-  bridge private to the run, and its own host name (``unshare --uts``); optional ``netem``
+  bridge private to the run, and its own host name (``unshare --uts``); optional ``tc``
   latency and bandwidth per link. See :mod:`parsl_saga.local_cluster_net`.
 - ``"process"``: plain processes on the host that differ only in their environment.
 - ``"auto"``: ``"netns"`` when running as root with ``ip`` and ``unshare``, else ``"process"``.

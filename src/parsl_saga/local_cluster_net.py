@@ -131,7 +131,7 @@ class ClusterNetwork:
     def up(self) -> None:
         self.reserve()
         assert self.subnet is not None
-        if any(link.shaped for link in self.links):
+        if any(link.latency_ms > 0 for link in self.links):
             _check_netem(self.tag)
         prefix = self.subnet.prefixlen
         _run("ip", "link", "add", self.bridge, "type", "bridge")
@@ -153,9 +153,9 @@ class ClusterNetwork:
         _run("ip", "-n", ns, "link", "set", "eth0", "up")
         if link.shaped:
             # Shaping both ends makes each direction see the one-way latency and the rate.
-            _run("tc", "qdisc", "add", "dev", veth, "root", *_netem_args(link))
+            _run("tc", "qdisc", "add", "dev", veth, "root", *_qdisc_args(link))
             _run("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root",
-                 *_netem_args(link))
+                 *_qdisc_args(link))
 
     def down(self) -> list[str]:
         """Remove everything this run created; safe to call repeatedly. Returns what it removed."""
@@ -172,19 +172,25 @@ class ClusterNetwork:
                 "sh", "-c", 'hostname "$0" && exec "$@"', link.name, *argv]
 
 
-def _netem_args(link: NodeLink) -> list[str]:
-    args = ["netem"]
+def _qdisc_args(link: NodeLink) -> list[str]:
+    """netem when the link has latency (it also limits the rate); a token bucket (tbf)
+    for a rate alone, which kernels without netem have too."""
     if link.latency_ms > 0:
-        args += ["delay", f"{link.latency_ms}ms"]
-    if link.bandwidth_mbit is not None:
-        args += ["rate", f"{link.bandwidth_mbit}mbit"]
-    return args
+        args = ["netem", "delay", f"{link.latency_ms}ms"]
+        if link.bandwidth_mbit is not None:
+            args += ["rate", f"{link.bandwidth_mbit}mbit"]
+        return args
+    assert link.bandwidth_mbit is not None
+    # The bucket must hold at least one timer tick's worth of bytes at the rate (10 ms
+    # covers HZ=100) and one full-size frame.
+    burst = max(1600, int(link.bandwidth_mbit * 1e6 / 8 / 100))
+    return ["tbf", "rate", f"{link.bandwidth_mbit}mbit", "burst", str(burst), "latency", "50ms"]
 
 
 def _check_netem(tag: str) -> None:
     """Fail before building anything when the kernel cannot shape links."""
     if shutil.which("tc") is None:
-        raise RuntimeError("latency_ms/bandwidth_mbit need `tc` (iproute2) on PATH")
+        raise RuntimeError("latency_ms needs `tc` (iproute2) on PATH")
     # A throwaway veth pair (dummy devices may be missing too) named like a node's, with an
     # index no node gets, so cleanup of this run removes it even after a crash right here.
     probe = f"{VETH_PREFIX}{tag}999"
@@ -196,9 +202,9 @@ def _check_netem(tag: str) -> None:
         _run("ip", "link", "del", probe, check=False)
     if proc.returncode != 0:
         raise RuntimeError(
-            "latency_ms/bandwidth_mbit need the kernel's netem qdisc, which is not available "
-            f"here ({proc.stderr.strip()}); load it with `modprobe sch_netem` or drop the link "
-            "settings from the nodes")
+            "latency_ms needs the kernel's netem qdisc, which is not available here "
+            f"({proc.stderr.strip()}); load it with `modprobe sch_netem`, or drop latency_ms "
+            "from the nodes (bandwidth_mbit alone uses tbf, which needs no netem)")
 
 
 # -- run records ---------------------------------------------------------------------------
