@@ -92,14 +92,14 @@ def outcomes(junit: Path, config: str) -> dict[str, str]:
     return results
 
 
-def node_id(test_id: str) -> str:
+def node_id(test_id: str, tree: Path) -> str:
     """Turn ``config::a.b.test_mod::test_x[p]`` back into a pytest node id."""
     _, classname, name = test_id.split("::", 2)
     parts = classname.split(".")
     # classname is the module path, possibly followed by a test class name.
     for cut in range(len(parts), 0, -1):
         module = Path(*parts[:cut]).with_suffix(".py")
-        if (ROOT / "parsl" / module).exists():
+        if (tree / module).exists():
             return "::".join([str(module), *parts[cut:], name])
     return name
 
@@ -169,19 +169,18 @@ def known_failures(suite: str) -> set[str]:
             if line.strip() and not line.startswith("#")}
 
 
-def rerun_alone(python: Path, test_id: str) -> str:
+def rerun_alone(python: Path, tree: Path, test_id: str) -> str:
     config = test_id.split("::", 1)[0]
     with tempfile.TemporaryDirectory(prefix="parsl-rerun-") as tmp:
         run = Run(config, ())
-        result = run_pytest(python, ROOT / "parsl", run, Path(tmp) / "r.xml",
-                            only=[node_id(test_id)])
+        result = run_pytest(python, tree, run, Path(tmp) / "r.xml",
+                            only=[node_id(test_id, tree)])
     return result.get(test_id, "failed")
 
 
-def compare(suite: str) -> int:
+def compare(suite: str, tree: Path) -> int:
     known = known_failures(suite)
     python = Path(sys.executable)
-    tree = ROOT / "parsl"
     results = run_suite(python, tree, suite, series_test_runs(tree, suite))
     if not results:
         print("compare: no test ran; see the pytest output above")
@@ -189,7 +188,7 @@ def compare(suite: str) -> int:
     suspects = sorted(t for t, o in results.items() if o == "failed" and t not in known)
     regressions = []
     for test_id in suspects:
-        outcome = rerun_alone(python, test_id)
+        outcome = rerun_alone(python, tree, test_id)
         print(f"rerun of {test_id}: {outcome}")
         if outcome == "failed":
             regressions.append(test_id)
@@ -206,10 +205,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["baseline", "compare"])
     parser.add_argument("suite", choices=sorted(SUITES))
+    parser.add_argument("--tree", type=Path, default=ROOT / "parsl",
+                        help="the fork tree to test with compare (default: parsl/); another "
+                             "worktree lets a long run go on beside `make test`, which the "
+                             "suite's shared pytest-parsl/parsltest-current link would upset. "
+                             "Put that tree first on PYTHONPATH.")
     args = parser.parse_args()
     if shutil.which("uv") is None and args.command == "baseline":
         sys.exit("baseline needs uv on PATH (pip install uv)")
-    sys.exit(baseline(args.suite) if args.command == "baseline" else compare(args.suite))
+    sys.exit(baseline(args.suite) if args.command == "baseline"
+             else compare(args.suite, args.tree.resolve()))
 
 
 if __name__ == "__main__":
