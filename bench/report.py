@@ -374,11 +374,28 @@ def routing_section(data: dict[str, Any]) -> list[str]:
             f"all-x64 / routed: {x(data['ratio_all_x64_over_routed'])}.", ""]
 
 
+# -- SAGA series ---------------------------------------------------------------------------
+
+def saga_speed_section(data: dict[str, Any]) -> list[str]:
+    rows = [[r["tasks"], r["nodes"], r["edges"], f"{r['upstream_cpu']:.2f}",
+             f"{r['fork_cpu']:.2f}", x(r["upstream_cpu"] / r["fork_cpu"]), r["same_makespan"]]
+            for r in data["rows"]]
+    return ["## 6. SAGA's own HEFT: the pinned release against our SAGA series", "",
+            "`bench/saga_heft_speed.py`: SAGA's `HeftScheduler` on random DAGs over a fully "
+            "connected heterogeneous network, CPU seconds of one plan, anrg-saga 2.1.0 "
+            "(with only the packaging patch) and with the whole series "
+            "(`patches/saga/`), each in its own interpreter in this run. *same* says whether "
+            "both plans have the same makespan.", "",
+            *table(["tasks", "nodes", "edges", "upstream (s)", "series (s)", "speed-up", "same"],
+                   rows), ""]
+
+
 # -- the report ------------------------------------------------------------------------------
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "makespan": makespan_section, "scheduler_cost": scheduler_section,
-    "generated": generated_section, "lambda_hat_routing": routing_section}
+    "generated": generated_section, "lambda_hat_routing": routing_section,
+    "saga_heft_speed": saga_speed_section}
 
 
 def header(run: dict[str, Any]) -> list[str]:
@@ -416,7 +433,7 @@ def render() -> str:
         lines += makespan_section(present["makespan"])
     if "makespan" in present or "interchange_throughput" in present:
         lines += overhead_section(present.get("makespan"), present.get("interchange_throughput"))
-    for name in ("scheduler_cost", "generated", "lambda_hat_routing"):
+    for name in ("scheduler_cost", "generated", "lambda_hat_routing", "saga_heft_speed"):
         if name in present:
             lines += SECTIONS[name](present[name])
     missing = [s["name"] for s in run["steps"] if not s["ok"]]

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
 UPSTREAM_TREE = ROOT / ".cache" / "bench" / "saga-upstream"
 
 
@@ -113,11 +114,16 @@ def run_child(args: argparse.Namespace, pythonpath: Path | None) -> list[dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--tasks", type=int, nargs="+", default=None,
+                        help="sizes to plan (default: 1000 5000; --quick: 1000)")
+    parser.add_argument("--quick", action="store_true", help="only the 1,000-task case")
+    parser.add_argument("--out", type=Path, default=RESULTS / "saga_heft_speed.json")
     parser.add_argument("--nodes", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tasks is None:
+        args.tasks = [1000] if args.quick else [1000, 5000]
     if args.child:
         measure(args.tasks, args.nodes, args.seed)
         return
@@ -126,11 +132,16 @@ def main() -> None:
           f"one run each, in the same session")
     upstream = run_child(args, upstream_saga_src())
     fork_rows = run_child(args, None)
+    rows = []
     for up, ours in zip(upstream, fork_rows, strict=True):
         same = abs(up["makespan"] - ours["makespan"]) <= 1e-9 * up["makespan"]
         print(f"HEFT {up['tasks']} tasks, {up['edges']} dependencies, {args.nodes} nodes: "
               f"upstream {up['cpu']:.2f} s, fork {ours['cpu']:.2f} s CPU, "
               f"speed-up {up['cpu'] / ours['cpu']:.1f}x, same makespan: {same}")
+        rows.append({"tasks": up["tasks"], "edges": up["edges"], "nodes": args.nodes,
+                     "upstream_cpu": up["cpu"], "fork_cpu": ours["cpu"], "same_makespan": same})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"seed": args.seed, "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":
