@@ -36,6 +36,15 @@ GOALS = {"speedup": 1.25, "bound": 1.15, "plan": 0.10}
 Row = Sequence[object]
 
 
+def save(fig: Any, name: str) -> Path:
+    """Write a figure beside the report and close it."""
+    fig.tight_layout()
+    path = DOCS / name
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def load(name: str) -> dict[str, Any]:
     return json.loads((RESULTS / f"{name}.json").read_text())
 
@@ -221,11 +230,7 @@ def plot_makespan(shape: dict[str, Any], med: dict[str, dict[str, float]],
     ax.set_ylabel("makespan / lower bound")
     ax.set_title(f"Real execution, {shape['slots']} slot(s) per node (median, range)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = DOCS / f"bench_makespan_{shape['slots']}slot.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, f"bench_makespan_{shape['slots']}slot.png")
 
 
 # -- overhead --------------------------------------------------------------------------------
@@ -309,11 +314,7 @@ def plot_scheduler(data: dict[str, Any]) -> Path:
     ax.set_ylabel("CPU seconds")
     ax.set_title("Planning cost")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = DOCS / "bench_scheduler_cost.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, "bench_scheduler_cost.png")
 
 
 # -- generated instances ---------------------------------------------------------------------
@@ -356,11 +357,7 @@ def plot_generated(data: dict[str, Any]) -> Path:
                   rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("planned makespan / lower bound")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = DOCS / "bench_generated.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, "bench_generated.png")
 
 
 # -- lambda_hat ----------------------------------------------------------------------------

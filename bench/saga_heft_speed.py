@@ -20,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, ROOT, cpu_model
+
 UPSTREAM_TREE = ROOT / ".cache" / "bench" / "saga-upstream"
 
 
@@ -61,17 +62,6 @@ def random_task_graph(num_tasks: int, rng: random.Random):  # -> saga.TaskGraph
                 source=names[i], target=names[-1], size=rng.uniform(1, 10)
             )
     return TaskGraph(tasks=frozenset(tasks), dependencies=frozenset(edges.values()))
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(tasks: list[int], nodes: int, seed: int) -> None:

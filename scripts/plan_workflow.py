@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import parsl
 from parsl.config import Config
 from parsl.dataflow.futures import AppFuture
 
-from parsl_saga.local_cluster import ClusterNode, cluster_executor
+from parsl_saga.local_cluster import ClusterNode, cluster_executor, wait_for_pools
 
 NODES = [ClusterNode("node-a", speed=1.0), ClusterNode("node-b", speed=1.0),
          ClusterNode("node-c", speed=2.0), ClusterNode("node-d", speed=4.0)]
@@ -64,15 +63,6 @@ def submit(graph: dict[str, tuple[float, list[str]]], scale: float) -> dict[str,
             futures[name] = sleep_task(seconds, *(futures[p] for p in parents),
                                        parsl_resource_specification={"cost": seconds})
     return futures
-
-
-def wait_for_pools(executor, count: int, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while len(executor.connected_managers()) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(executor.connected_managers())} of {count} worker "
-                               f"pools registered within {timeout:.0f} s")
-        time.sleep(0.2)
 
 
 def warm_up(dfk) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import parsl
 from parsl.config import Config
 
-from parsl_saga.local_cluster import ClusterNode, cluster_executor
+from parsl_saga.local_cluster import ClusterNode, cluster_executor, wait_for_pools
 
 AFFINITY_KEY = "_saga_node_affinity"
 NODES = [ClusterNode("node-a", workers=2), ClusterNode("node-b", workers=2, speed=1.5),
@@ -87,16 +87,6 @@ def report(steps: list[Step], ran: dict[str, str], pinned: bool = True) -> int:
         print(f"{step.name:<5} {step.node:<8} {ran[step.name]:<8}{mark}")
     print(f"distinct nodes used: {len(set(ran.values()))} ({', '.join(sorted(set(ran.values())))})")
     return wrong
-
-
-def wait_for_pools(executor: Any, count: int, timeout_s: float = 120) -> None:
-    """Submit only once every node's pool registered, so the plan meets a whole cluster."""
-    deadline = time.monotonic() + timeout_s
-    while len(executor.connected_managers()) < count:
-        if time.monotonic() > deadline:
-            sys.exit(f"only {len(executor.connected_managers())} of {count} pools registered "
-                     f"within {timeout_s:.0f}s")
-        time.sleep(0.2)
 
 
 def main() -> int:

@@ -32,6 +32,7 @@ from parsl_saga.local_cluster import (
     LocalClusterProvider,
     cleanup_stale,
     cluster_executor,
+    wait_for_pools,
     work,
 )
 
@@ -66,14 +67,12 @@ def _run_tag(proc: psutil.Process) -> str | None:
 
 
 def wait_for_managers(executor: LocalClusterExecutor, count: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while len(executor.connected_managers()) < count:
-        if time.monotonic() > deadline:
-            logs = "\n".join(Path(p.stderr_path).read_text()[-2000:]
-                             for p in executor.provider._pools.values())
-            pytest.fail(f"only {len(executor.connected_managers())} of {count} pools "
-                        f"registered in {timeout_s}s; pool stderr:\n{logs}")
-        time.sleep(0.2)
+    try:
+        wait_for_pools(executor, count, timeout_s)
+    except TimeoutError as e:
+        logs = "\n".join(Path(p.stderr_path).read_text()[-2000:]
+                         for p in executor.provider._pools.values())
+        pytest.fail(f"{e}; pool stderr:\n{logs}")
 
 
 @contextlib.contextmanager

@@ -76,6 +76,7 @@ __all__ = [
     "LocalClusterProvider",
     "cleanup_stale",
     "cluster_executor",
+    "wait_for_pools",
     "work",
 ]
 
@@ -456,6 +457,20 @@ class LocalClusterExecutor(HighThroughputExecutor):
             super().shutdown(timeout=timeout)
         finally:
             self.provider.close()
+
+
+def wait_for_pools(executor: Any, count: int, timeout_s: float = 180.0) -> None:
+    """Return once ``count`` worker pools have registered with the executor's interchange,
+    so that work (and a plan) meets the whole cluster.
+
+    :raises TimeoutError: naming how many registered, if they do not within ``timeout_s``
+    """
+    deadline = time.monotonic() + timeout_s
+    while len(executor.connected_managers()) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(executor.connected_managers())} of {count} worker "
+                               f"pools registered within {timeout_s:.0f} s")
+        time.sleep(0.2)
 
 
 def cluster_executor(label: str, nodes: Sequence[ClusterNode] | LocalClusterProvider,
