@@ -107,7 +107,8 @@ def vi(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> Samp
     posterior mass spreads along a thin curved valley a product of Gaussians cannot
     follow: q must put mass off the valley, where the loss is higher. On the 3-3-3
     rank-1 network (LLC 4.0) it gives about 6.4; full-rank Gaussians (about 6.8) and
-    small RealNVP flows (5.0 to 6.4) were tried and were no better than 25% off.
+    small RealNVP flows (4.8 to 6.4, mostly above 5.0) were tried; none got within 20%
+    repeatably.
     """
     steps = int(_param(params, "steps", 2000))
     lr = float(_param(params, "learning_rate", 0.01))
