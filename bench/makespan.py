@@ -149,9 +149,8 @@ def latency(tasks: Any) -> dict[str, float]:
 def child(config: str, cases: list[dict[str, Any]], slots: int, rounds: int) -> None:
     import parsl
     from parsl.config import Config
-    from plan_workflow import wait_for_pools
 
-    from parsl_saga.local_cluster import ClusterNode, cluster_executor
+    from parsl_saga.local_cluster import ClusterNode, cluster_executor, wait_for_pools
 
     cluster = Cluster(SPEEDS, slots)
     nodes = [ClusterNode(name, workers=slots, speed=speed)

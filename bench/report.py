@@ -340,7 +340,11 @@ def generated_section(data: dict[str, Any]) -> list[str]:
     out += table(["instance", "tasks", "edges", "HEFT / bound", "CPOP / bound",
                   "stock (sim.) / bound", "stock (sim.) / HEFT", "native HEFT (s)",
                   "SAGA HEFT (s)", "SAGA CPOP (s)", "same makespan"], rows)
-    out += [f"![planned makespan over the lower bound]({plot_generated(data).name})", ""]
+    out += ["Where *same makespan* says no, the two HEFTs differ slightly. This cluster has two "
+            "nodes of equal speed and slots, so ties between slots are possible, and the two "
+            "implementations break ties differently; on section 3's random networks (distinct "
+            "speeds) every makespan matches. This run does not prove that ties are the cause.",
+            "", f"![planned makespan over the lower bound]({plot_generated(data).name})", ""]
     return out
 
 
@@ -363,12 +367,26 @@ def plot_generated(data: dict[str, Any]) -> Path:
 # -- lambda_hat ----------------------------------------------------------------------------
 
 def routing_section(data: dict[str, Any]) -> list[str]:
+    routed, x64 = (task_medians(data["task_seconds"][mode]) for mode in ("routed", "all_x64"))
+    tasks = [[name, f"{routed[name]:.1f}", f"{x64[name]:.1f}", x(x64[name] / routed[name])]
+             for name in routed]
     return ["## 5. lambda_hat: per-dtype routing against the all-x64 workaround", "",
             f"`bench/lambda_hat_routing.py` ({Path(data['config']).name}, {data['repeats']} "
             "repeat(s)): wall seconds of the whole LLC workflow.", "",
             *table(["mode", "wall (s)"],
                    [[m, spread(v, "{:.1f}")] for m, v in data["wall_seconds"].items()]),
-            f"all-x64 / routed: {x(data['ratio_all_x64_over_routed'])}.", ""]
+            f"all-x64 / routed: {x(data['ratio_all_x64_over_routed'])}.", "",
+            "Seconds per task (median over repeats). For the float32 samplers (SGLD, VI), "
+            "all-x64 / routed is what float64 costs them at this config's model sizes. The "
+            "wall time also depends on how the workers are split: routed runs one worker per "
+            "precision (htex32, htex64), so the long float64 samplers queue on one worker; "
+            "all-x64 runs both workers on one executor.", "",
+            *table(["sampler/target", "routed (s)", "all-x64 (s)", "all-x64 / routed"], tasks),
+            ""]
+
+
+def task_medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {name: statistics.median(run[name] for run in runs) for name in runs[0]}
 
 
 # -- SAGA series ---------------------------------------------------------------------------
