@@ -32,6 +32,7 @@ from parsl_saga.local_cluster import (
     LocalClusterProvider,
     cleanup_stale,
     cluster_executor,
+    scratch_dirs,
     wait_for_pools,
     work,
 )
@@ -52,6 +53,7 @@ def leftovers(tag: str) -> list[str]:
     """Everything of run *tag* still on the machine; empty after a clean teardown."""
     found = [f"process {p.pid} {p.info['name']}" for p in psutil.process_iter(["name"])
              if _run_tag(p) == tag]
+    found += [f"scratch dir {d}" for d in scratch_dirs(tag)]
     if os.geteuid() == 0:
         found += [f"netns {ns}" for ns in net._netns_names() if tag in ns]
         found += [f"link {name}" for name in net._link_names() if tag in name]
@@ -334,7 +336,6 @@ def test_cleanup_stale_removes_a_killed_run(isolation: str) -> None:
     assert leftovers(tag) == []
 
 
-@needs_root
 @needs_root
 def test_bandwidth_alone_is_shaped_without_netem() -> None:
     nodes = [ClusterNode("node-a", bandwidth_mbit=50)]

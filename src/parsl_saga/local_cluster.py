@@ -50,6 +50,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -76,6 +77,7 @@ __all__ = [
     "LocalClusterProvider",
     "cleanup_stale",
     "cluster_executor",
+    "scratch_dirs",
     "wait_for_pools",
     "work",
 ]
@@ -83,6 +85,8 @@ __all__ = [
 Isolation = Literal["auto", "netns", "process"]
 
 NODE_NAME_ENV = "PARSL_NODE_NAME"
+# Pool logs go to <tmp>/parsl-cluster-<run tag>-*, unless the provider has a script_dir.
+SCRATCH_PREFIX = "parsl-cluster-"
 NODE_SPEED_ENV = "PARSL_NODE_SPEED"
 LOOPBACK = "127.0.0.1"
 MAX_NODES = 253  # addresses in the /24 after the bridge's
@@ -370,7 +374,7 @@ class LocalClusterProvider(ExecutionProvider):
 
     def _scratch_dir(self) -> str:
         if self._tmpdir is None:
-            self._tmpdir = tempfile.mkdtemp(prefix=f"parsl-cluster-{self.tag}-")
+            self._tmpdir = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{self.tag}-")
         return self._tmpdir
 
     def status(self, job_ids: Sequence[object]) -> list[JobStatus]:
@@ -506,7 +510,15 @@ def cleanup_stale(force: bool = False) -> list[str]:
     for tag in sorted(tags):
         removed += [f"process {pid}" for pid in net.kill_run_processes(tag)]
         removed += net.teardown_tag(tag)
+        for scratch in scratch_dirs(tag):
+            shutil.rmtree(scratch, ignore_errors=True)
+            removed.append(f"scratch dir {scratch}")
     return removed
+
+
+def scratch_dirs(tag: str) -> list[Path]:
+    """The temporary directories (pool logs) of run ``tag``."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{tag}-*"))
 
 
 def _stale_process_tags(force: bool) -> set[str]:
