@@ -34,7 +34,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SPEEDS, Cluster, Graph, lower_bound, write_result
-from scheduler_cost import Instance, cpu_seconds, layered_dag, native, saga_plan
+from scheduler_cost import (
+    Instance,
+    cpu_seconds,
+    layered_dag,
+    native,
+    saga_plan,
+    same_makespan,
+)
 
 FAMILIES = {  # family as the traces name it -> wfcommons recipe class
     "1000genome": "GenomeRecipe", "blast": "BlastRecipe", "epigenomics": "EpigenomicsRecipe",
@@ -104,11 +111,30 @@ def simulate_stock(graph: Graph, cluster: Cluster, seed: int) -> float:
     return now
 
 
+def without_ties(instance: Instance, seed: int) -> Instance:
+    """The instance with every cost and processor speed nudged apart by under 1e-6.
+
+    Equal upward ranks or equal finish times leave HEFT a free choice, which the two
+    implementations may make differently; with none left, they must agree.
+    """
+    rng = np.random.default_rng(seed)
+    nudge = 1e-6 * rng.permutation(len(instance.costs)) / len(instance.costs)
+    return Instance(costs=[c * (1 + d) for c, d in zip(instance.costs, nudge, strict=True)],
+                    edges=instance.edges,
+                    speeds=[s * (1 + 1e-7 * i) for i, s in enumerate(instance.speeds)],
+                    bandwidth=instance.bandwidth)
+
+
 def measure(name: str, graph: Graph, cluster: Cluster, repeats: int) -> dict[str, Any]:
     instance = as_instance(graph, cluster)
     bound = lower_bound(graph, cluster)
     native_times, native_makespan = cpu_seconds(lambda: native(instance), repeats)
     heft_s, heft_makespan = cpu_seconds(lambda: saga_plan(instance, "heft"), 1)
+    tie_free = {}
+    if not same_makespan(native_makespan, heft_makespan):
+        nudged = without_ties(instance, seed=len(graph))
+        tie_free = {"tie_free_heft": native(nudged),
+                    "tie_free_saga_heft": saga_plan(nudged, "heft")}
     cpop_s, cpop_makespan = cpu_seconds(lambda: saga_plan(instance, "cpop"), 1)
     stock = statistics.median(simulate_stock(graph, cluster, seed)
                               for seed in range(SIMULATION_SEEDS))
@@ -116,7 +142,7 @@ def measure(name: str, graph: Graph, cluster: Cluster, repeats: int) -> dict[str
            "edges": len(instance.edges), "lower_bound": bound,
            "native_heft_s": native_times, "saga_heft_s": heft_s, "saga_cpop_s": cpop_s,
            "heft": native_makespan, "saga_heft": heft_makespan, "cpop": cpop_makespan,
-           "stock_sim": stock}
+           "stock_sim": stock, **tie_free}
     print(f"{name:<22} {len(graph):>5} tasks  HEFT/bound {native_makespan / bound:.3f}  "
           f"CPOP/bound {cpop_makespan / bound:.3f}  stock-sim/bound {stock / bound:.3f}  "
           f"native {native_times:.3f}s  SAGA HEFT {heft_s:.2f}s  CPOP {cpop_s:.2f}s",
@@ -150,7 +176,11 @@ def main() -> int:
                                       "slots": cluster.slots, "sizes": sizes,
                                       "simulation_seeds": SIMULATION_SEEDS, "rows": rows})
     print(f"wrote {path}")
-    return 0
+    disagree = [row["instance"] for row in rows if "tie_free_heft" in row
+                and not same_makespan(row["tie_free_heft"], row["tie_free_saga_heft"])]
+    if disagree:
+        print(f"ERROR: native HEFT and SAGA HEFT disagree without ties on {', '.join(disagree)}")
+    return 1 if disagree else 0
 
 
 if __name__ == "__main__":

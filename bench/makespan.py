@@ -15,6 +15,10 @@ cluster runs every trace ``--rounds`` times, also interleaved):
   trace submitted deferred in ``with dfk.planned():`` with per-task ``cost`` hints;
 - ``fork-none`` (full mode): the fork with no scheduler, as stock.
 
+Before the runs, OR-Tools' CP-SAT looks for the best schedule of each trace on the same
+model (bench/optimal.py): its best makespan and the bound it proves show how far any
+planner could get, where issue 8's bound is loose.
+
 The makespan is wall time from the first submit to the last result, planning included.
 For planned runs it also records the planned makespan, the actual one from the plan's
 launch, the time spent submitting and in ``execute()``, and tasks that ran off plan.
@@ -62,13 +66,14 @@ class Mode:
     repeats: int  # clusters per configuration and shape
     rounds: int  # runs of every trace per cluster
     target: float  # lower bound per trace, seconds
+    solver_seconds: float  # CP-SAT's time limit per trace (bench/optimal.py)
 
 
 # A cluster takes 5-30 s to start on 2 busy cores, so rounds within one cluster are the
 # cheap repeats; separate clusters (full mode) also catch start-to-start variation.
 MODES = {
-    "quick": Mode(["stock", "fork-heft", "fork-cpop"], [2], 1, 3, 1.0),
-    "full": Mode(["stock", "fork-none", "fork-heft", "fork-cpop"], [1, 4], 2, 3, 5.0),
+    "quick": Mode(["stock", "fork-heft"], [2], 1, 3, 1.0, 3.0),
+    "full": Mode(["stock", "fork-none", "fork-heft", "fork-cpop"], [1, 4], 2, 3, 5.0, 20.0),
 }
 WARM_UP_SECONDS = 0.3
 
@@ -220,9 +225,22 @@ def make_cases(target: float, cluster: Cluster) -> list[dict[str, Any]]:
     return cases
 
 
+def best_schedules(cases: list[dict[str, Any]], cluster: Cluster, seconds: float) -> None:
+    """Add CP-SAT's best schedule and proven bound to each case (bench/optimal.py)."""
+    from optimal import best_schedule
+
+    for case in cases:
+        best = best_schedule(scaled(read_trace(Path(case["path"])), case["scale"]), cluster,
+                             seconds)
+        case["best"] = asdict(best)
+        print(f"  {case['trace']}: CP-SAT best {best.makespan:.2f} s, proven bound "
+              f"{best.bound:.2f} s{' (optimal)' if best.optimal else ''}", flush=True)
+
+
 def run_shape(mode: Mode, slots: int) -> dict[str, Any]:
     cluster = Cluster(SPEEDS, slots)
     cases = make_cases(mode.target, cluster)
+    best_schedules(cases, cluster, mode.solver_seconds)
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in mode.configs}
     print(f"{cluster.describe()}; {len(cases)} traces", flush=True)
     for repeat in range(mode.repeats):
@@ -240,11 +258,12 @@ def run_shape(mode: Mode, slots: int) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 configurations, short runs")
+    parser.add_argument("--quick", action="store_true", help="stock and HEFT only, short runs")
     parser.add_argument("--slots", type=int, nargs="+", help="worker slots per node")
     parser.add_argument("--target", type=float, help="lower bound per trace, seconds")
     parser.add_argument("--repeats", type=int, help="clusters per configuration")
     parser.add_argument("--rounds", type=int, help="runs of each trace per cluster")
+    parser.add_argument("--solver-seconds", type=float, help="CP-SAT time limit per trace")
     parser.add_argument("--configs", nargs="+", choices=sorted(SCHEDULERS))
     parser.add_argument("--child", choices=sorted(SCHEDULERS), help=argparse.SUPPRESS)
     parser.add_argument("--cases", type=Path, help=argparse.SUPPRESS)
@@ -257,7 +276,7 @@ def main() -> int:
     base = MODES[name]
     mode = Mode(args.configs or base.configs, args.slots or base.slots,
                 args.repeats or base.repeats, args.rounds or base.rounds,
-                args.target or base.target)
+                args.target or base.target, args.solver_seconds or base.solver_seconds)
     shapes = [run_shape(mode, slots) for slots in mode.slots]
     path = write_result("makespan", {"mode": name, "settings": asdict(mode), "shapes": shapes})
     print(f"wrote {path}")
