@@ -3,6 +3,10 @@
 R-hat and ESS follow Vehtari et al. (2021) / Stan: split-R-hat on the raw draws, and a
 multi-chain ESS from autocorrelations truncated by Geyer's initial monotone sequence.
 Implemented with numpy so the analysis needs no extra dependency.
+
+Draws resampled from importance weights (VI) repeat proposals in random order: their
+autocorrelation is nil and would claim an ESS near the number of draws. A run whose
+``info`` has ``is_ess`` (one importance-sampling ESS per chain) reports at most their sum.
 """
 
 from __future__ import annotations
@@ -90,6 +94,10 @@ def estimate(result: dict[str, Any]) -> Estimate:
     chain_means = draws.mean(axis=1)
     chains = draws.shape[0]
     se = float(chain_means.std(ddof=1) / math.sqrt(chains)) if chains > 1 else float("nan")
+    effective = ess(draws)
+    is_ess = result.get("info", {}).get("is_ess")
+    if is_ess:
+        effective = min(effective, float(sum(is_ess)))
     return Estimate(
         target=result["target"],
         sampler=result["sampler"]["name"],
@@ -97,7 +105,7 @@ def estimate(result: dict[str, Any]) -> Estimate:
         llc=float(draws.mean()),
         se=se,
         rhat=rhat(draws),
-        ess=ess(draws),
+        ess=effective,
         known=result["known_llc"],
         chains=chains,
         draws=draws.shape[1],

@@ -9,6 +9,7 @@ in: the caller decides the precision (see :mod:`lambda_hat.precision`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import blackjax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lambda_hat.models import Model
@@ -98,49 +100,223 @@ def sgld(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> Sa
     return SamplerRun(traces, burn_in // thin, {"step_size": step_size, "batch_size": batch_size})
 
 
-def vi(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
-    """Mean-field Gaussian VI; each chain is an independent fit, its draws iid from q.
+@dataclass(frozen=True)
+class _Collapsed:
+    """The posterior with its last layer W integrated out: p(w) = p(front)·p(W | front).
 
-    The ELBO E_q[log p(w)] + H[q] is maximized with Adam on reparameterized samples.
-    Mean-field q matches E_q[(w−w*)ᵀH(w−w*)] = Σ H_ii Var_i exactly for a quadratic
-    target, so it is right for regular models and biased high for singular ones, whose
-    posterior mass spreads along a thin curved valley a product of Gaussians cannot
-    follow: q must put mass off the valley, where the loss is higher. On the 3-3-3
-    rank-1 network (LLC 4.0) it gives about 6.4; full-rank Gaussians (about 6.8) and
-    small RealNVP flows (4.8 to 6.4, mostly above 5.0) were tried; none got within 20%
-    repeatably.
+    Every model here is linear in W (see :mod:`lambda_hat.models`) and the likelihood is
+    Gaussian, so given the front parameters each column of W is Gaussian with precision
+    P = nβ/(σ²n)·φᵀφ + γI, the same for every output, and the marginal log density of the
+    front is log p̃(front, m) − (outputs/2)·log det P with m the conditional mean.
     """
-    steps = int(_param(params, "steps", 2000))
+
+    post: Posterior
+
+    @property
+    def dim(self) -> int:
+        return self.post.model.num_front
+
+    def _conditional(self, front: Array) -> tuple[Array, Array]:
+        post, model = self.post, self.post.model
+        phi = model.front_features(front, post.x)
+        c = post.n_beta / (post.noise**2 * post.x.shape[0])
+        prec = c * phi.T @ phi + post.gamma * jnp.eye(phi.shape[1], dtype=phi.dtype)
+        chol = jnp.linalg.cholesky(prec)
+        w_last = model.last_matrix(post.w_star[self.dim :])
+        mean = jax.scipy.linalg.cho_solve((chol, True), c * phi.T @ post.y + post.gamma * w_last)
+        return mean, chol
+
+    def _join(self, front: Array, last: Array) -> Array:
+        return jnp.concatenate([front, self.post.model.flat_last(last)])
+
+    def start(self) -> Array:
+        return self.post.w_star[: self.dim]
+
+    def logdensity(self, front: Array) -> Array:
+        mean, chol = self._conditional(front)
+        log_det = 2.0 * jnp.sum(jnp.log(jnp.diag(chol)))
+        return self.post.logdensity(self._join(front, mean)) - 0.5 * mean.shape[1] * log_det
+
+    def complete(self, front: Array, key: Array) -> Array:
+        """A full w: the front with W drawn from its exact conditional."""
+        mean, chol = self._conditional(front)
+        eps = jax.random.normal(key, mean.shape, mean.dtype)
+        return self._join(front, mean + jax.scipy.linalg.solve_triangular(chol.T, eps, lower=False))
+
+
+@dataclass(frozen=True)
+class _Full:
+    """The posterior over all of w, for ``collapse: false``."""
+
+    post: Posterior
+
+    @property
+    def dim(self) -> int:
+        return self.post.w_star.shape[0]
+
+    def start(self) -> Array:
+        return self.post.w_star
+
+    def logdensity(self, w: Array) -> Array:
+        return self.post.logdensity(w)
+
+    def complete(self, w: Array, key: Array) -> Array:
+        return w
+
+
+def vi(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
+    """Variational inference corrected by importance weights; each chain is its own fit.
+
+    1. ``collapse`` (default true): every model here is linear in its last layer W and
+       the likelihood is Gaussian, so p(W | front) is Gaussian in closed form (see
+       :class:`_Collapsed`) and the family q(w) = q(front)·p(W | front) is exact in W.
+       Only the front is fitted: the 9 first-layer weights of the 3-3-3 network, nothing
+       for linear regression, whose posterior the family then contains exactly. The joint
+       posterior of a singular model lies in a thin curved valley (around {BA = M̂} here)
+       that no Gaussian in w follows; the marginal of the front is much tamer.
+    2. q(front) is a Gaussian (``family``: ``fullrank``, a Cholesky factor, or
+       ``meanfield``) fitted with Adam on reparameterized samples to the importance-
+       weighted ELBO with ``iw_samples`` K per estimate and ``mc_samples`` estimates per
+       step (Burda et al. 2016; K = 1 is the ordinary ELBO). A larger K rewards a q that
+       covers p, which is what step 3 needs, rather than one that sits inside it.
+    3. ``importance`` (default true): ``proposals`` draws from q widened to a
+       multivariate t with ``proposal_df`` degrees of freedom (null: q itself) are
+       weighted by p̃/q, and ``draws`` of them resampled by weight (sampling-importance-
+       resampling), each completed with a fresh W ~ p(W | front). The weighted estimate is
+       consistent whatever q is; q only decides its efficiency. ``info`` reports, per
+       chain, the importance-sampling ESS (Σw)²/Σw², which bounds what the resampled
+       draws are worth (the analysis caps the ESS it reports by their sum), and the Pareto
+       k̂ of the weights' tail as proposed for checking VI by Yao et al. (2018): above
+       0.7 a chain's weights are too heavy-tailed to trust alone.
+
+    Why: plain mean-field VI over w (``family: meanfield, collapse: false, importance:
+    false, iw_samples: 1, mc_samples: 8``) matches E_q[(w−w*)ᵀH(w−w*)] exactly on a
+    regular model but is biased high on a singular one, since a product of Gaussians
+    cannot follow the valley and puts mass off it, where the loss is higher. Measured in
+    float32, 4 chains, sampler seeds 0, 1, 2 (float64 NUTS with 16 000 draws gives 3.94
+    on the 3-3-3 rank-1 network, LLC 4.0):
+
+    - plain mean-field over w: linear 3.07, 2.98, 2.98; 3-3-3 6.67, 6.33, 6.24.
+    - importance weights on Gaussians over all of w (mean-field or full-rank, widened
+      1.5 to 3 times or t₃): ESS 1 to 54 per chain of 4000 to 8000 proposals, estimates
+      3.2 to 6.8. RealNVP flows over w (8 to 16 coupling layers): 4.8 to 5.1 unweighted;
+      weighted, ESS 1 to 123 of 4000 and estimates 3.2 to 4.4.
+    - collapsed, no weights: mean-field ELBO 5.09, 4.93, 5.06; full-rank K = 8 8.69,
+      9.09, 8.72 (a covering q is a proposal, not an answer by itself).
+    - collapsed and weighted: mean-field 3.94, 3.93, 3.98; the full-rank K = 8, t₅
+      default 3.88, 3.93, 3.90 (seeds 3 to 5: 3.91, 3.83, 4.00); linear regression 2.96,
+      2.97, 2.95. On the 3-3-3 network its chains have ESS 11 to 216 of 4000 and k̂ 0.43
+      to 0.88: 7 of those 24 chains are above 0.7, so one chain alone is not to be
+      trusted, but the four agree (R-hat 1.00, SE 0.02 to 0.06). It takes 15 to 28 s on
+      one core (benchmarks ran on the other), 10 to 13 s of it XLA compilation.
+    """
+    family = str(_param(params, "family", "fullrank"))
+    if family not in ("fullrank", "meanfield"):
+        raise ValueError(f"vi family must be 'fullrank' or 'meanfield', not {family!r}")
+    target = _Collapsed(post) if bool(_param(params, "collapse", True)) else _Full(post)
+    importance = bool(_param(params, "importance", True))
+    steps = int(_param(params, "steps", 1000))
     lr = float(_param(params, "learning_rate", 0.01))
-    mc = int(_param(params, "mc_samples", 8))
+    iw = int(_param(params, "iw_samples", 8))
+    mc = int(_param(params, "mc_samples", 2))
     draws = int(_param(params, "draws", 1000))
+    proposals = int(_param(params, "proposals", 4000)) if importance else draws
+    df = _param(params, "proposal_df", 5) if importance else None
+    df = None if df is None else int(df)
     init_log_std = float(_param(params, "init_log_std", -3.0))
-    dim = post.w_star.shape[0]
+    dim, dtype = target.dim, post.w_star.dtype
     opt = optax.adam(lr)
 
-    def neg_elbo(q: tuple[Array, Array], key: Array) -> Array:
-        mu, log_std = q
-        eps = jax.random.normal(key, (mc, dim), mu.dtype)
-        ws = mu + jnp.exp(log_std) * eps
-        return -(jnp.mean(jax.vmap(post.logdensity)(ws)) + jnp.sum(log_std))
+    def scale(q: tuple[Array, Array, Array]) -> Array:
+        _, log_std, lower = q
+        diag = jnp.diag(jnp.exp(log_std))
+        return diag if family == "meanfield" else diag + jnp.tril(lower, -1)
 
-    def fit(key: Array) -> Array:
-        k_fit, k_draw = jax.random.split(key)
-        q = (post.w_star, jnp.full((dim,), init_log_std, post.w_star.dtype))
+    def neg_iw_elbo(q: tuple[Array, Array, Array], key: Array) -> Array:
+        eps = jax.random.normal(key, (mc, iw, dim), dtype)
+        ws = q[0] + eps @ scale(q).T
+        log_q = -0.5 * jnp.sum(eps**2, axis=-1) - jnp.sum(q[1])  # up to a constant
+        log_w = jax.vmap(jax.vmap(target.logdensity))(ws) - log_q
+        return -jnp.mean(jax.nn.logsumexp(log_w, axis=1) - jnp.log(iw))
+
+    def fit(key: Array) -> tuple[Array, Array, Array]:
+        k_fit, k_prop, k_resample, k_last = jax.random.split(key, 4)
+        q = (target.start(), jnp.full((dim,), init_log_std, dtype), jnp.zeros((dim, dim), dtype))
 
         def step(carry, key):
             q, state = carry
-            value, g = jax.value_and_grad(neg_elbo)(q, key)
+            value, g = jax.value_and_grad(neg_iw_elbo)(q, key)
             updates, state = opt.update(g, state)
             return (optax.apply_updates(q, updates), state), value
 
-        (q, _), losses = jax.lax.scan(step, (q, opt.init(q)), jax.random.split(k_fit, steps))
-        mu, log_std = q
-        ws = mu + jnp.exp(log_std) * jax.random.normal(k_draw, (draws, dim), mu.dtype)
-        return jax.vmap(post.llc_observable)(ws), losses[-1]
+        if dim:
+            (q, _), losses = jax.lax.scan(step, (q, opt.init(q)), jax.random.split(k_fit, steps))
+            final = jnp.mean(losses[-min(steps, 100) :])
+        else:  # nothing left to fit: the collapsed posterior of a linear model is exact
+            final = jnp.zeros((), dtype)
+        k_normal, k_chi2 = jax.random.split(k_prop)
+        eps = jax.random.normal(k_normal, (proposals, dim), dtype)
+        if df is None:
+            log_q = -0.5 * jnp.sum(eps**2, axis=1)
+        else:  # multivariate t: a Gaussian over sqrt(χ²_df / df), χ²_df as a sum of squares
+            chi2 = jnp.sum(jax.random.normal(k_chi2, (proposals, df), dtype) ** 2, axis=1)
+            eps = eps * jnp.sqrt(df / chi2)[:, None]
+            log_q = -0.5 * (df + dim) * jnp.log1p(jnp.sum(eps**2, axis=1) / df)
+        fronts = q[0] + eps @ scale(q).T
+        if importance:
+            log_w = jax.vmap(target.logdensity)(fronts) - log_q
+            picked = fronts[jax.random.categorical(k_resample, log_w, shape=(draws,))]
+        else:
+            log_w, picked = jnp.zeros((proposals,), dtype), fronts
+        ws = jax.vmap(target.complete)(picked, jax.random.split(k_last, draws))
+        return jax.vmap(post.llc_observable)(ws), log_w, final
 
-    traces, final_neg_elbo = jax.jit(jax.vmap(fit))(jax.random.split(key, chains))
-    return SamplerRun(traces, 0, {"final_neg_elbo": [float(v) for v in final_neg_elbo]})
+    traces, log_w, final_neg_elbo = jax.jit(jax.vmap(fit))(jax.random.split(key, chains))
+    log_w = np.asarray(log_w, dtype=np.float64)
+    info = {
+        "family": family,
+        "collapse": isinstance(target, _Collapsed),
+        "final_neg_elbo": _floats(final_neg_elbo),
+        "proposals": proposals,
+        "is_ess": [importance_ess(lw) for lw in log_w] if importance else [],
+        "pareto_k": [pareto_k(lw) for lw in log_w] if importance else [],
+    }
+    return SamplerRun(traces, 0, info)
+
+
+def importance_ess(log_w: np.ndarray) -> float:
+    """(Σw)²/Σw² of self-normalized importance weights given as logs."""
+    w = np.exp(log_w - log_w.max())
+    return float(w.sum() ** 2 / np.sum(w**2))
+
+
+def pareto_k(log_w: np.ndarray) -> float:
+    """Shape k̂ of a generalized Pareto fit to the largest importance weights.
+
+    As in Pareto-smoothed importance sampling (Vehtari et al.): the tail is the largest
+    min(S/5, 3√S) weights; k̂ is the Zhang-Stephens (2009) profile-likelihood estimate,
+    shrunk toward 0.5 by a weak prior. k̂ < 0.5: the weights have a finite variance;
+    above 0.7 the estimate is unreliable. Not used to smooth the weights, only reported.
+    """
+    lw = np.sort(np.asarray(log_w, dtype=np.float64))
+    tail = int(min(0.2 * lw.size, 3 * math.sqrt(lw.size)))
+    if tail < 5:
+        return float("nan")
+    w = np.exp(lw - lw[-1])
+    x = w[-tail:] - w[-tail - 1]  # exceedances over the threshold, ascending
+    quartile = x[int(tail / 4 + 0.5) - 1]
+    if x[-1] <= 0 or quartile <= 0:
+        return float("nan")  # ties: equal weights have no tail to fit
+    grid = 30 + int(math.sqrt(tail))
+    j = np.arange(1, grid + 1)
+    # θ = ξ/σ; the profile likelihood in θ has ξ̂(θ) = mean log(1 + θx).
+    theta = -1.0 / x[-1] + (np.sqrt(grid / (j - 0.5)) - 1) / (3 * quartile)
+    xi = np.mean(np.log1p(theta[:, None] * x[None, :]), axis=1)
+    profile = tail * (np.log(theta / xi) - xi - 1)
+    weights = np.exp(profile - profile.max())
+    theta_hat = np.sum(weights * theta) / weights.sum()
+    k = float(np.mean(np.log1p(theta_hat * x)))
+    return (tail * k + 10 * 0.5) / (tail + 10)
 
 
 def hmc(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
