@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -436,7 +437,29 @@ def routing_section(data: dict[str, Any]) -> list[str]:
             "precision (htex32, htex64), so the long float64 samplers queue on one worker; "
             "all-x64 runs both workers on one executor.", "",
             *table(["sampler/target", "routed (s)", "all-x64 (s)", "all-x64 / routed"], tasks),
-            ""]
+            *precision_noise(data, routed, x64), ""]
+
+
+def precision_noise(data: dict[str, Any], routed: dict[str, float],
+                    x64: dict[str, float]) -> list[str]:
+    """Float64 samplers do the same work in both modes: their ratios are the noise floor."""
+    config = Path(data["config"])
+    if not config.exists():
+        return []
+    dtypes = {s["name"]: s["dtype"] for s in yaml.safe_load(config.read_text())["samplers"]}
+    ratios = {dtype: [x64[n] / routed[n] for n in routed if dtypes.get(n.split("/")[0]) == dtype]
+              for dtype in ("float32", "float64")}
+    if not all(ratios.values()):
+        return []
+    low32, high32 = min(ratios["float32"]), max(ratios["float32"])
+    low64, high64 = min(ratios["float64"]), max(ratios["float64"])
+    verdict = ("so float64 cost the float32 samplers more than this noise"
+               if low32 > high64 else
+               "so at these model sizes this run cannot tell float64's cost from noise")
+    return ["", f"The float64 samplers run the same code in float64 in both modes, so their "
+            f"ratios ({low64:.2f}x to {high64:.2f}x) are this machine's run-to-run and "
+            f"contention noise; the float32 samplers' ratios are {low32:.2f}x to "
+            f"{high32:.2f}x, {verdict}."]
 
 
 def task_medians(runs: list[dict[str, float]]) -> dict[str, float]:
