@@ -53,7 +53,7 @@ def one(config: Path, parsl_yaml: Path, all_x64: bool) -> tuple[float, dict[str,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", nargs="?", type=Path, default=ROOT / "config" / "small.yaml")
+    parser.add_argument("config", nargs="?", type=Path, default=ROOT / "config" / "routing.yaml")
     parser.add_argument("--parsl", type=Path, default=ROOT / "config" / "parsl" / "local.yaml")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "lambda_hat_routing.json")

@@ -492,21 +492,24 @@ SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 
 def header(run: dict[str, Any]) -> list[str]:
     m = run["machine"]
-    steps = [[s["name"], f"{s['seconds']:.0f}", "ok" if s["ok"] else "**failed**"]
-             for s in run["steps"]]
+    steps = [[s["name"], s.get("started", "-"), f"{s['seconds']:.0f}",
+              "ok" if s["ok"] else "**failed**"] for s in run["steps"]]
+    rerun = [s["name"] for s in run["steps"] if s.get("rerun")]
     return ["# Benchmarks", "",
             f"Written by `make bench{' QUICK=1' if run['mode'] == 'quick' else ''}` "
             f"({run['mode']} mode) on {run['started']}, in {run['seconds'] / 60:.1f} minutes. "
             "Every figure comes from the result files of that run (`bench/results/*.json`, "
             "rendered by `bench/report.py`); ratios compare configurations measured in the "
-            "same run.", "",
+            "same run"
+            + (f", except that {', '.join(rerun)} ran again later on its own "
+               "(`bench/run.py --only`, start times below)." if rerun else "."), "",
             "Machine:", "",
             *table(["", ""], [["platform", m["platform"]], ["CPU", m["cpu"]],
                               ["cores", m["cpus"]], ["memory", m["memory"]],
                               ["Python", m["python"]],
                               ["load average at start (1, 5, 15 min)",
                                ", ".join(map(str, m["load_average"]))]]),
-            "Steps:", "", *table(["step", "seconds", "status"], steps)]
+            "Steps:", "", *table(["step", "started", "seconds", "status"], steps)]
 
 
 def render() -> str:
