@@ -18,12 +18,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from ortools.sat.python import cp_model
 from parsl.dataflow.planning.heft import heft
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Cluster, Graph
+from generated import as_instance
 
 RESOLUTION = 1e-3  # seconds per time unit of the model
 
@@ -83,14 +83,9 @@ def best_schedule(graph: Graph, cluster: Cluster, time_limit: float = 20.0,
                 optimal=status == cp_model.OPTIMAL, seconds=solver.wall_time)
 
 
-
 def heft_plan(graph: Graph, cluster: Cluster) -> dict[str, tuple[int, float]]:
     """The native HEFT's plan, one processor per worker slot: task -> (node, start)."""
-    index = {name: i for i, name in enumerate(graph)}
-    speeds = [speed for speed in cluster.speeds for _ in range(cluster.slots)]
-    edges = [(index[parent], index[name], 0.0)
-             for name, (_, parents) in graph.items() for parent in parents]
-    plan = heft([cost for cost, _ in graph.values()], edges, speeds,
-                np.full((len(speeds), len(speeds)), np.inf))
+    instance = as_instance(graph, cluster)
+    plan = heft(instance.costs, instance.edges, instance.speeds, instance.bandwidth)
     return {name: (int(plan.processor[i]) // cluster.slots, float(plan.start[i]))
-            for name, i in index.items()}
+            for i, name in enumerate(graph)}

@@ -57,7 +57,10 @@ def now() -> str:
 
 def rerun(names: list[str]) -> dict[str, object]:
     """The last run's record with the steps *names* run again."""
-    run = json.loads((RESULTS / "run.json").read_text())
+    record = RESULTS / "run.json"
+    if not record.exists():
+        raise SystemExit(f"--only needs a previous run's {record}: run make bench first")
+    run = json.loads(record.read_text())
     steps = {name: (script, in_quick) for name, script, in_quick in STEPS}
     unknown = sorted(set(names) - set(steps))
     if unknown:
