@@ -178,6 +178,26 @@ def test_pinned_blocks_land_on_their_nodes(standin: StandInAPIServer, tmp_path: 
     assert standin.pods == {}
 
 
+def test_planner_sees_exactly_the_nodes_that_get_pools(standin: StandInAPIServer) -> None:
+    """max_blocks below the node count: the third worker gets no block, so it is not offered
+    to the planner; the nodes offered are the ones the stand-in's scheduler bound pods to."""
+    p = provider(pin_blocks_to_nodes=True, init_blocks=2, max_blocks=2)
+    planner_view = p.get_graph_nodes()
+    assert [(n.name, n.pools, n.speed) for n in planner_view] == \
+        [("parsl-saga-worker", 1, 1.0), ("parsl-saga-worker2", 1, 2.0)]
+    jobs = [p.submit("python -P -m parsl.executors.high_throughput.process_worker_pool", 1,
+                     f"parsl.kind.block-{i}") for i in range(2)]
+    bound = [standin.pods[(NAMESPACE, p.resources[j]["pod_name"])]["spec"]["nodeName"] for j in jobs]
+    assert bound == [n.name for n in planner_view]
+    assert p.get_graph_nodes() == planner_view  # counted from the live blocks now
+    assert p.cancel(jobs) == [True] * 2
+
+
+def test_unpinned_blocks_are_not_planned_onto_guessed_nodes(standin: StandInAPIServer) -> None:
+    with pytest.raises(NodeDiscoveryError, match="pin_blocks_to_nodes=True"):
+        provider().get_graph_nodes()
+
+
 def test_pinned_pod_spec_field_by_field(standin: StandInAPIServer) -> None:
     p = provider(nodes=["parsl-saga-worker2"], init_cpu=0.25, max_cpu=1.0, init_mem="256Mi",
                  max_mem="1Gi", worker_init="export X=1")
