@@ -9,7 +9,6 @@ in: the caller decides the precision (see :mod:`lambda_hat.precision`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from blackjax import diagnostics
 
 from lambda_hat.models import Model
 
@@ -297,38 +297,24 @@ def vi(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> Samp
 
 
 def importance_ess(log_w: np.ndarray) -> float:
-    """(Σw)²/Σw² of self-normalized importance weights given as logs."""
+    """(Σw)²/Σw² of self-normalized importance weights given as logs.
+
+    Kish's effective sample size of the raw weights: blackjax's PSIS gives smoothed
+    weights and k̂ but no ESS, and this is one line.
+    """
     w = np.exp(log_w - log_w.max())
     return float(w.sum() ** 2 / np.sum(w**2))
 
 
 def pareto_k(log_w: np.ndarray) -> float:
-    """Shape k̂ of a generalized Pareto fit to the largest importance weights.
+    """Shape k̂ of a generalized Pareto fit to the largest importance weights (PSIS).
 
-    As in Pareto-smoothed importance sampling (Vehtari et al.): the tail is the largest
-    min(S/5, 3√S) weights; k̂ is the Zhang-Stephens (2009) profile-likelihood estimate,
-    shrunk toward 0.5 by a weak prior. k̂ < 0.5: the weights have a finite variance;
-    above 0.7 the estimate is unreliable. Not used to smooth the weights, only reported.
+    blackjax's Pareto-smoothed importance sampling (Vehtari et al.): k̂ < 0.5, the weights
+    have a finite variance; above 0.7 the estimate is unreliable. Only reported, the
+    weights are not smoothed.
     """
-    lw = np.sort(np.asarray(log_w, dtype=np.float64))
-    tail = int(min(0.2 * lw.size, 3 * math.sqrt(lw.size)))
-    if tail < 5:
-        return float("nan")
-    w = np.exp(lw - lw[-1])
-    x = w[-tail:] - w[-tail - 1]  # exceedances over the threshold, ascending
-    quartile = x[int(tail / 4 + 0.5) - 1]
-    if x[-1] <= 0 or quartile <= 0:
-        return float("nan")  # ties: equal weights have no tail to fit
-    grid = 30 + int(math.sqrt(tail))
-    j = np.arange(1, grid + 1)
-    # θ = ξ/σ; the profile likelihood in θ has ξ̂(θ) = mean log(1 + θx).
-    theta = -1.0 / x[-1] + (np.sqrt(grid / (j - 0.5)) - 1) / (3 * quartile)
-    xi = np.mean(np.log1p(theta[:, None] * x[None, :]), axis=1)
-    profile = tail * (np.log(theta / xi) - xi - 1)
-    weights = np.exp(profile - profile.max())
-    theta_hat = np.sum(weights * theta) / weights.sum()
-    k = float(np.mean(np.log1p(theta_hat * x)))
-    return (tail * k + 10 * 0.5) / (tail + 10)
+    _, k = diagnostics.psis_weights(jnp.asarray(log_w))
+    return float(k)
 
 
 def hmc(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
