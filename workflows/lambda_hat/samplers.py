@@ -20,6 +20,7 @@ import numpy as np
 import optax
 from blackjax import diagnostics
 
+from lambda_hat.config import HmcParams, MclmcParams, SgldParams, ViParams
 from lambda_hat.models import Model
 
 Array = jax.Array
@@ -65,17 +66,15 @@ class SamplerRun:
     info: dict[str, Any]
 
 
-def _param(params: dict[str, Any], name: str, default: Any) -> Any:
-    return params.get(name, default)
-
-
-def sgld(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
+def sgld(post: Posterior, key: Array, chains: int, params: SgldParams) -> SamplerRun:
     """Minibatch SGLD: w ← w + ε/2·∇log p̂(w) + N(0, ε), with a minibatch estimate of L_n."""
-    step_size = float(_param(params, "step_size", 1e-4))
-    batch_size = int(_param(params, "batch_size", 256))
-    steps = int(_param(params, "steps", 4000))
-    burn_in = int(_param(params, "burn_in", steps // 4))
-    thin = int(_param(params, "thin", 1))
+    step_size, batch_size, steps, thin = (
+        params.step_size,
+        params.batch_size,
+        params.steps,
+        params.thin,
+    )
+    burn_in = steps // 4 if params.burn_in is None else params.burn_in
     n = post.x.shape[0]
     eps = jnp.asarray(step_size, post.w_star.dtype)
 
@@ -169,7 +168,7 @@ class _Full:
 FULL_RANK_MAX_DIM = 256
 
 
-def vi(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
+def vi(post: Posterior, key: Array, chains: int, params: ViParams) -> SamplerRun:
     """Variational inference corrected by importance weights; each chain is its own fit.
 
     1. ``collapse`` (default true): every model here is linear in its last layer W and
@@ -217,22 +216,21 @@ def vi(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> Samp
       trusted, but the four agree (R-hat 1.00, SE 0.02 to 0.06). It takes 15 to 28 s on
       one core (benchmarks ran on the other), 10 to 13 s of it XLA compilation.
     """
-    target = _Collapsed(post) if bool(_param(params, "collapse", True)) else _Full(post)
-    family = str(_param(params, "family", "auto"))
+    target = _Collapsed(post) if params.collapse else _Full(post)
+    family = params.family
     if family == "auto":
         family = "fullrank" if target.dim <= FULL_RANK_MAX_DIM else "meanfield"
-    if family not in ("fullrank", "meanfield"):
-        raise ValueError(f"vi family must be 'auto', 'fullrank' or 'meanfield', not {family!r}")
-    importance = bool(_param(params, "importance", True))
-    steps = int(_param(params, "steps", 1000))
-    lr = float(_param(params, "learning_rate", 0.01))
-    iw = int(_param(params, "iw_samples", 8))
-    mc = int(_param(params, "mc_samples", 2))
-    draws = int(_param(params, "draws", 1000))
-    proposals = int(_param(params, "proposals", 4000)) if importance else draws
-    df = _param(params, "proposal_df", 5) if importance else None
-    df = None if df is None else int(df)
-    init_log_std = float(_param(params, "init_log_std", -3.0))
+    importance = params.importance
+    steps, lr, iw, mc, draws = (
+        params.steps,
+        params.learning_rate,
+        params.iw_samples,
+        params.mc_samples,
+        params.draws,
+    )
+    proposals = params.proposals if importance else draws
+    df = params.proposal_df if importance else None
+    init_log_std = params.init_log_std
     dim, dtype = target.dim, post.w_star.dtype
     opt = optax.adam(lr)
 
@@ -317,7 +315,7 @@ def pareto_k(log_w: np.ndarray) -> float:
     return float(k)
 
 
-def hmc(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
+def hmc(post: Posterior, key: Array, chains: int, params: HmcParams) -> SamplerRun:
     """HMC with Stan-style window adaptation of step size and diagonal mass matrix.
 
     ``algorithm: nuts`` (default) picks trajectory lengths by the no-U-turn rule;
@@ -326,15 +324,15 @@ def hmc(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> Sam
     the whitened posterior is isotropic and a fixed trajectory can return near its start
     (seen here: ESS 15 of 2400 draws on linear regression).
     """
-    warmup = int(_param(params, "warmup", 500))
-    draws = int(_param(params, "draws", 1000))
-    algorithm = str(_param(params, "algorithm", "nuts"))
-    target = float(_param(params, "target_acceptance", 0.8))
+    warmup, draws, algorithm, target = (
+        params.warmup,
+        params.draws,
+        params.algorithm,
+        params.target_acceptance,
+    )
     extra = {}
     if algorithm == "hmc":
-        extra["num_integration_steps"] = int(_param(params, "num_integration_steps", 10))
-    elif algorithm != "nuts":
-        raise ValueError(f"hmc algorithm must be 'nuts' or 'hmc', not {algorithm!r}")
+        extra["num_integration_steps"] = params.num_integration_steps
     family = blackjax.nuts if algorithm == "nuts" else blackjax.hmc
 
     def chain(key: Array) -> tuple[Array, Array, Array]:
@@ -357,12 +355,10 @@ def hmc(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> Sam
     return SamplerRun(traces, 0, info)
 
 
-def mclmc(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
+def mclmc(post: Posterior, key: Array, chains: int, params: MclmcParams) -> SamplerRun:
     """Microcanonical Langevin MC, L and step size from blackjax's tuner."""
-    tune_steps = int(_param(params, "tune_steps", 2000))
-    draws = int(_param(params, "draws", 2000))
-    diagonal = bool(_param(params, "diagonal_preconditioning", True))
-    energy_var = float(_param(params, "desired_energy_var", 5e-4))
+    tune_steps, draws = params.tune_steps, params.draws
+    diagonal, energy_var = params.diagonal_preconditioning, params.desired_energy_var
 
     def chain(key: Array) -> tuple[Array, Array, Array]:
         k_init, k_tune, k_draw = jax.random.split(key, 3)
@@ -404,7 +400,8 @@ def _floats(a: Array) -> list[float]:
     return [float(v) for v in jnp.atleast_1d(a)]
 
 
-SAMPLERS: dict[str, Callable[[Posterior, Array, int, dict[str, Any]], SamplerRun]] = {
+# Each takes its kind's params model (lambda_hat.config), validated when the YAML is read.
+SAMPLERS: dict[str, Callable[..., SamplerRun]] = {
     "sgld": sgld,
     "vi": vi,
     "hmc": hmc,
