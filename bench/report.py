@@ -24,6 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from common import RESULTS, ROOT, SAME_MAKESPAN_RTOL
 
+from parsl_saga.markdown import markdown_table
+
 DOCS = ROOT / "docs"
 REPORT = DOCS / "benchmarks.md"
 PLANNED = ("fork-heft", "fork-cpop")
@@ -52,10 +54,8 @@ def geomean(values: Sequence[float]) -> float:
 
 
 def table(header: Row, rows: Sequence[Row]) -> list[str]:
-    lines = ["| " + " | ".join(map(str, header)) + " |",
-             "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    return [*lines, ""]
+    """The report's lines of a table, and the blank line after it."""
+    return [*markdown_table(header, rows).splitlines(), ""]
 
 
 def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:

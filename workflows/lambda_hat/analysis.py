@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from blackjax import diagnostics
 
+from parsl_saga.markdown import markdown_table
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -100,11 +102,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def markdown_table(estimates: list[Estimate]) -> str:
-    header = "| " + " | ".join(COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    rows = ["| " + " | ".join(_fmt(_row(e)[c]) for c in COLUMNS) + " |" for e in estimates]
-    return "\n".join([header, rule, *rows])
+def estimates_table(estimates: list[Estimate]) -> str:
+    return markdown_table(COLUMNS, [[_fmt(_row(e)[c]) for c in COLUMNS] for e in estimates])
 
 
 def write_csv(estimates: list[Estimate], path: Path) -> None:
