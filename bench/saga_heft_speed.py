@@ -3,7 +3,9 @@
 Plans random DAGs of 1,000 and 5,000 tasks on a fully connected heterogeneous
 network of 64 nodes and prints the CPU seconds of each plan, for the fork's SAGA and
 for the pinned upstream release with only the packaging patch (0001), each in its own
-interpreter in the same run, with the ratio. The makespans must agree.
+interpreter in the same run, with the ratio. The makespans must agree (up to float
+rounding, bench/common.py's same_makespan: random costs leave HEFT no ties to break
+differently); the script writes its results and exits 1 if they do not.
 
     .venv/bin/python bench/saga_heft_speed.py [--tasks 1000 5000] [--nodes 64]
 """
@@ -125,6 +127,10 @@ def main() -> None:
                      "upstream_cpu": up["cpu"], "fork_cpu": ours["cpu"], "same_makespan": same})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"seed": args.seed, "rows": rows}, indent=2))
+    differ = [r["tasks"] for r in rows if not r["same_makespan"]]
+    if differ:
+        raise SystemExit(f"FAIL: upstream SAGA's HEFT and the fork's planned different "
+                         f"makespans for {differ} tasks")
 
 
 if __name__ == "__main__":
