@@ -18,6 +18,7 @@ import tempfile
 import parsl
 from parsl.config import Config
 from parsl.executors import ThreadPoolExecutor
+from parsl.executors.errors import InvalidResourceSpecification
 
 from parsl_saga.pinned import AFFINITY_KEY, diamond_and_fanout, report, run_steps
 
@@ -39,8 +40,9 @@ def main() -> int:
             parsl.load(Config(executors=[executor], run_dir=run_dir)):
         try:
             ran = run_steps(steps, pinned=pinned)
-        except Exception as err:  # Parsl surfaces the executor's refusal on the future
-            if not pinned:
+        except InvalidResourceSpecification as err:
+            # The refusal this script shows; any other error is a failure and propagates.
+            if AFFINITY_KEY not in err.invalid_keys:
                 raise
             print(f"NOT HONOURED: ThreadPoolExecutor cannot pin tasks to nodes, so the pinned "
                   f"workflow was refused ({AFFINITY_KEY}).\n  {type(err).__name__}: {err}\n"
