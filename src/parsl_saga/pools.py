@@ -2,8 +2,8 @@
 tests share, for the local multi-node cluster and Kubernetes alike.
 
 It reads only ``executor.connected_managers()``, Parsl's public API, so it also runs under
-stock Parsl (bench/interchange_throughput.py, bench/makespan.py), where a pool reports no
-``node_name`` and is known by its host name.
+stock Parsl (bench/interchange_throughput.py, bench/makespan.py), where pools are counted,
+not named.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ POLL_SECONDS = 0.2
 
 
 def pool_nodes(executor: Any) -> list[str]:
-    """The node of every active pool: its ``node_name`` (the fork), else its host name."""
-    return [m.get("node_name") or m["hostname"] for m in executor.connected_managers()
+    """The node of every active pool: its ``node_name`` (the fork reports one), else, under
+    stock Parsl, which reports neither node nor host, the pool's manager id."""
+    return [m.get("node_name") or m["manager"] for m in executor.connected_managers()
             if m.get("active", True)]
 
 
