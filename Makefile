@@ -90,8 +90,9 @@ demo: sync
 
 # Benchmarks (issue 8): run them all, write bench/results/*.json and docs/benchmarks.md.
 # Long (about an hour); QUICK=1 (or bench-quick) takes a few minutes. Run on a quiet machine.
+# Plain scripts, not -P: Python puts bench/ (no parsl/ there) on their path for common.py.
 bench: sync
-	$(RUN) --group bench python -P bench/run.py $(if $(QUICK),--quick)
+	$(RUN) --group bench python bench/run.py $(if $(QUICK),--quick)
 
 bench-quick:
 	@$(MAKE) --no-print-directory bench QUICK=1

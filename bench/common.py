@@ -2,34 +2,32 @@
 lower bound, summary statistics and where results go.
 
 Runs under the fork's environment and under stock Parsl's (.cache/baseline), so it
-imports nothing from Parsl itself.
+imports nothing from Parsl itself; task graphs are parsl_saga.traces'.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from graphlib import TopologicalSorter
 from pathlib import Path
+
+from parsl_saga.traces import Graph, dependency_order
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
+# The WfCommons traces: in shared/ beside the repository, as on developers' machines and
+# in CI's clean clone (see shared/workflows/README.md); not in the repository itself.
 TRACE_DIR = ROOT.parent / "shared" / "workflows"
 
 # The heterogeneous cluster of issue 8: four nodes, one twice and one four times as fast.
 SPEEDS: tuple[float, ...] = (1.0, 1.0, 2.0, 4.0)
-# Tasks shorter than this at speed 1 are rounded up (as scripts/plan_workflow.py does):
-# a zero-second task would still pay Parsl's per-task cost, which the bound ignores.
-MIN_TASK_SECONDS = 0.01
-
-Graph = Mapping[str, tuple[float, Sequence[str]]]
-"""{task id: (cost in seconds at speed 1, parent ids)}, as scripts/plan_workflow.py reads."""
-
 
 @dataclass(frozen=True)
 class Cluster:
@@ -54,28 +52,22 @@ def traces() -> list[Path]:
     return sorted(TRACE_DIR.glob("*.json"))
 
 
-def read_trace(path: Path) -> dict[str, tuple[float, list[str]]]:
-    """The trace reader of scripts/plan_workflow.py (one reader for the project)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from plan_workflow import read_trace as reader
-
-    return reader(path)
-
-
-def scaled(graph: Graph, scale: float) -> dict[str, tuple[float, list[str]]]:
-    """Costs multiplied by *scale*, with the same floor every configuration gets."""
-    return {name: (max(cost * scale, MIN_TASK_SECONDS), list(parents))
-            for name, (cost, parents) in graph.items()}
-
-
 def critical_path(graph: Graph) -> float:
     """The longest chain of costs (at speed 1) through the DAG."""
     finish: dict[str, float] = {}
-    order = TopologicalSorter({name: parents for name, (_, parents) in graph.items()})
-    for name in order.static_order():
+    for name in dependency_order(graph):
         cost, parents = graph[name]
         finish[name] = cost + max((finish[p] for p in parents), default=0.0)
     return max(finish.values(), default=0.0)
+
+
+# Relative gap under which two makespans are the same: two planners sum the same costs in
+# different orders, so equal plans differ by float rounding only.
+SAME_MAKESPAN_RTOL = 1e-9
+
+
+def same_makespan(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=SAME_MAKESPAN_RTOL)
 
 
 def lower_bound(graph: Graph, cluster: Cluster) -> float:
@@ -113,6 +105,18 @@ def machine() -> dict[str, object]:
     return {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(),
             "memory": memory, "python": platform.python_version(),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def run_script(script: str, *args: str) -> str:
+    """Run one of scripts/ (they are programs, not modules to import); its last line."""
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / script), *args],
+                         check=True, capture_output=True, text=True).stdout
+    return out.strip().splitlines()[-1]
+
+
+def stock_python() -> Path:
+    """The interpreter of the pinned upstream Parsl's environment (.cache/baseline)."""
+    return Path(run_script("parsl_suite.py", "python"))
 
 
 def write_result(name: str, data: Mapping[str, object]) -> Path:

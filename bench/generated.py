@@ -14,7 +14,7 @@ communication cost, as in the real runs, where tasks exchange no data) with
 Makespans are given as ratios to the lower bound (critical path on the fastest node, or
 all work over all slots). Writes bench/results/generated.json.
 
-    uv run --group bench python -P bench/generated.py [--quick] [--sizes 500 1000 2000]
+    uv run --group bench python bench/generated.py [--quick] [--sizes 500 1000 2000]
 """
 
 from __future__ import annotations
@@ -24,24 +24,21 @@ import heapq
 import logging
 import random
 import statistics
-import sys
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SPEEDS, Cluster, Graph, lower_bound, write_result
+from common import SPEEDS, Cluster, lower_bound, same_makespan, write_result
 from scheduler_cost import (
     Instance,
     cpu_seconds,
     layered_dag,
     native,
     saga_plan,
-    same_makespan,
 )
+
+from parsl_saga.traces import Graph
 
 FAMILIES = {  # family as the traces name it -> wfcommons recipe class
     "1000genome": "GenomeRecipe", "blast": "BlastRecipe", "epigenomics": "EpigenomicsRecipe",

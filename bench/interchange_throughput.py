@@ -10,7 +10,7 @@ them to register, then times ``--batches`` batches of ``--tasks`` no-op tasks. P
 median and spread of each and the ratios to stock (issue 3's goal: pinned at least 95% of
 stock); writes bench/results/interchange_throughput.json.
 
-    uv run python -P bench/interchange_throughput.py [--quick] [--tasks 2000] [--repeats 3]
+    uv run python bench/interchange_throughput.py [--quick] [--tasks 2000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, summary, write_result
+from common import ROOT, stock_python, summary, write_result
 
 POOLS = 4
 REGISTRATION_TIMEOUT = 180  # seconds; pools start in a few on a busy 2-core machine
@@ -43,6 +42,8 @@ def child(tasks: int, pinned: bool, batches: int) -> None:
     from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
     from parsl.providers import LocalProvider
 
+    from parsl_saga.pools import wait_for_pools
+
     @parsl.python_app
     def noop(parsl_resource_specification=None):
         return None
@@ -55,12 +56,7 @@ def child(tasks: int, pinned: bool, batches: int) -> None:
         provider=LocalProvider(init_blocks=POOLS, min_blocks=POOLS, max_blocks=POOLS))
     with tempfile.TemporaryDirectory() as run_dir, \
             parsl.load(Config(executors=[htex], run_dir=run_dir, strategy="none")):
-        deadline = time.monotonic() + REGISTRATION_TIMEOUT
-        while len(htex.connected_managers()) < POOLS:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(htex.connected_managers())} of {POOLS} pools "
-                                   f"registered within {REGISTRATION_TIMEOUT} s")
-            time.sleep(0.1)
+        wait_for_pools(htex, POOLS, REGISTRATION_TIMEOUT)
         [noop().result() for _ in range(20)]  # warm up every pool's imports
         for _ in range(batches):
             start = time.perf_counter()
@@ -74,9 +70,12 @@ def child(tasks: int, pinned: bool, batches: int) -> None:
 
 
 def measure(python: str, tasks: int, pinned: bool, batches: int) -> list[float]:
-    cmd = [python, "-P", __file__, "--child", "--tasks", str(tasks), "--batches", str(batches),
+    cmd = [python, __file__, "--child", "--tasks", str(tasks), "--batches", str(batches),
            *(["--pinned"] if pinned else [])]
-    env = {**os.environ, "PATH": f"{Path(python).parent}{os.pathsep}{os.environ['PATH']}"}
+    # Stock Parsl's environment does not have this project installed; its HTEx starts
+    # the interchange and pools as scripts on PATH.
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"),
+           "PATH": f"{Path(python).parent}{os.pathsep}{os.environ['PATH']}"}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env,
                          timeout=900).stdout
     return [json.loads(line)["tasks_per_s"] for line in out.splitlines()
@@ -99,10 +98,7 @@ def main() -> None:
         child(tasks, args.pinned, batches)
         return
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from parsl_suite import baseline_python
-
-    stock = str(baseline_python())
+    stock = str(stock_python())
     configs = {"stock": (stock, False), "fork unpinned": (sys.executable, False),
                "fork pinned": (sys.executable, True)}
     runs: dict[str, list[float]] = {name: [] for name in configs}

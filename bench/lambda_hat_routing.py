@@ -6,7 +6,7 @@ paid float64 prices. Both modes get the same worker slots (the workaround's exec
 as many workers as the two routed executors together) and fresh artifact stores, so
 both pay for building targets and starting workers.
 
-    PYTHONPATH=workflows python bench/lambda_hat_routing.py [CONFIG] [--repeats N]
+    uv run python bench/lambda_hat_routing.py [CONFIG] [--repeats N]
 
 Prints the wall times and their ratio, and writes them with the machine's description
 to bench/results/lambda_hat_routing.json.
@@ -16,29 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT / "workflows"))
-
-from lambda_hat.cli import run_experiment  # noqa: E402
-from lambda_hat.config import load_config  # noqa: E402
-
-
-def machine() -> dict[str, object]:
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-    }
+from common import RESULTS, ROOT, machine
+from lambda_hat.cli import run_experiment
+from lambda_hat.config import load_config
 
 
 def one(config: Path, parsl_yaml: Path, all_x64: bool) -> tuple[float, dict[str, float]]:
@@ -56,7 +41,7 @@ def main() -> int:
     parser.add_argument("config", nargs="?", type=Path, default=ROOT / "config" / "routing.yaml")
     parser.add_argument("--parsl", type=Path, default=ROOT / "config" / "parsl" / "local.yaml")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "lambda_hat_routing.json")
+    parser.add_argument("--out", type=Path, default=RESULTS / "lambda_hat_routing.json")
     args = parser.parse_args()
 
     walls: dict[str, list[float]] = {"routed": [], "all_x64": []}

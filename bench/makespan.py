@@ -24,7 +24,7 @@ For planned runs it also records the planned makespan, the actual one from the p
 launch, the time spent submitting and in ``execute()``, and tasks that ran off plan.
 Writes bench/results/makespan.json.
 
-    uv run python -P bench/makespan.py [--quick] [--slots 1 4] [--target 5] [--repeats 2]
+    uv run python bench/makespan.py [--quick] [--slots 1 4] [--target 5] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -42,19 +42,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     ROOT,
     SPEEDS,
     Cluster,
-    Graph,
     critical_path,
     lower_bound,
-    read_trace,
-    scaled,
+    stock_python,
     traces,
     write_result,
 )
+
+from parsl_saga.apps import sleep_task
+from parsl_saga.traces import Graph, read_trace, scaled, submit_graph
 
 SCHEDULERS = {"stock": None, "fork-none": None, "fork-heft": "heft", "fork-cpop": "cpop"}
 
@@ -86,19 +86,11 @@ def submit(graph: Graph, hints: bool) -> dict[str, Any]:
     Stock HTEx rejects resource specification keys it does not know, so stock runs
     submit without the hint (scripts/plan_workflow.py's submit always sends it).
     """
-    from plan_workflow import sleep_task
+    def one(cost: float, parents: list[Any]) -> Any:
+        spec = {"parsl_resource_specification": {"cost": cost}} if hints else {}
+        return sleep_task(cost, *parents, **spec)
 
-    futures: dict[str, Any] = {}
-    pending = dict(graph)
-    while pending:
-        ready = [n for n, (_, parents) in pending.items() if all(p in futures for p in parents)]
-        if not ready:
-            raise ValueError(f"the workflow has a cycle among {sorted(pending)}")
-        for name in ready:
-            cost, parents = pending.pop(name)
-            spec = {"parsl_resource_specification": {"cost": cost}} if hints else {}
-            futures[name] = sleep_task(cost, *(futures[p] for p in parents), **spec)
-    return futures
+    return submit_graph(graph, one)
 
 
 def warm_up(slots: int) -> None:
@@ -107,8 +99,6 @@ def warm_up(slots: int) -> None:
     As many concurrent tasks as workers: with every worker free, stock HTEx and the
     fork's unpinned path both give each pool one task per free worker.
     """
-    from plan_workflow import sleep_task
-
     for _ in range(2):
         futures = [sleep_task(WARM_UP_SECONDS) for _ in range(slots * len(SPEEDS))]
         [f.result() for f in futures]
@@ -155,7 +145,8 @@ def child(config: str, cases: list[dict[str, Any]], slots: int, rounds: int) -> 
     import parsl
     from parsl.config import Config
 
-    from parsl_saga.local_cluster import ClusterNode, cluster_executor, wait_for_pools
+    from parsl_saga.local_cluster import ClusterNode, cluster_executor
+    from parsl_saga.pools import wait_for_pools
 
     cluster = Cluster(SPEEDS, slots)
     nodes = [ClusterNode(name, workers=slots, speed=speed)
@@ -179,29 +170,23 @@ def child(config: str, cases: list[dict[str, Any]], slots: int, rounds: int) -> 
 # -- in the parent ------------------------------------------------------------------------
 
 def python_for(config: str) -> Path:
-    if config != "stock":
-        return Path(sys.executable)
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from parsl_suite import baseline_python
-
-    return baseline_python()
+    return stock_python() if config == "stock" else Path(sys.executable)
 
 
 def run_config(config: str, cases: list[dict[str, Any]], slots: int, rounds: int
                ) -> list[dict[str, Any]]:
     python = python_for(config)
-    # Workers unpickle scripts/plan_workflow.py's app by reference, and stock Parsl's
-    # environment does not have this project installed: both need these on the path.
-    path = [ROOT / "src", ROOT / "scripts", ROOT / "bench"]
+    # Workers unpickle parsl_saga.apps' sleep_task by reference, and stock Parsl's
+    # environment does not have this project installed.
     env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join(map(str, path)),
+           "PYTHONPATH": str(ROOT / "src"),
            # Stock HTEx starts its interchange and pools as scripts on PATH.
            "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="bench-cases-") as f:
         json.dump(cases, f)
         f.flush()
         proc = subprocess.run(
-            [str(python), "-P", __file__, "--child", config, "--cases", f.name,
+            [str(python), __file__, "--child", config, "--cases", f.name,
              "--slots", str(slots), "--rounds", str(rounds)],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:

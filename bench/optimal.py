@@ -14,16 +14,14 @@ bench/makespan.py calls it for every trace and cluster shape it runs.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
+from common import Cluster
+from generated import as_instance
 from ortools.sat.python import cp_model
 from parsl.dataflow.planning.heft import heft
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Cluster, Graph
-from generated import as_instance
+from parsl_saga.traces import Graph
 
 RESOLUTION = 1e-3  # seconds per time unit of the model
 

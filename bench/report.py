@@ -5,7 +5,7 @@ whether they succeeded) and the result file of each successful step. Every numbe
 report is computed here from those files; a step that did not run in this run is
 reported as not run, never filled from an older file.
 
-    uv run python -P bench/report.py
+    uv run python bench/report.py
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,9 @@ import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from common import RESULTS, ROOT, SAME_MAKESPAN_RTOL
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, ROOT
+from parsl_saga.markdown import markdown_table
 
 DOCS = ROOT / "docs"
 REPORT = DOCS / "benchmarks.md"
@@ -55,10 +54,8 @@ def geomean(values: Sequence[float]) -> float:
 
 
 def table(header: Row, rows: Sequence[Row]) -> list[str]:
-    lines = ["| " + " | ".join(map(str, header)) + " |",
-             "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    return [*lines, ""]
+    """The report's lines of a table, and the blank line after it."""
+    return [*markdown_table(header, rows).splitlines(), ""]
 
 
 def spread(values: Sequence[float], fmt: str = "{:.2f}") -> str:
@@ -403,7 +400,7 @@ def tie_free_verdict(row: dict[str, Any]) -> str:
     return "equal without ties" if gap <= SAME else f"**{gap:.1e} apart without ties**"
 
 
-SAME = 1e-9  # relative gap under which two makespans are equal (as scheduler_cost.py says)
+SAME = SAME_MAKESPAN_RTOL
 
 
 def relative_gap(native: float, saga: float) -> float:

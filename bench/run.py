@@ -7,7 +7,7 @@ A failed step is reported as failed; the others still run, and the exit status i
 ``--only STEP ...`` re-runs those steps alone and keeps the other results of the last run;
 run.json then records when each re-run step ran, and the report says so.
 
-    uv run --group bench python -P bench/run.py [--quick] [--only lambda_hat_routing]
+    uv run --group bench python bench/run.py [--quick] [--only lambda_hat_routing]
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, ROOT, machine
 
 BENCH = ROOT / "bench"
@@ -40,8 +38,9 @@ STEPS = [
 
 def run_step(name: str, script: str, quick: bool) -> dict[str, object]:
     (RESULTS / f"{name}.json").unlink(missing_ok=True)
-    cmd = [sys.executable, "-P", str(BENCH / script), *(["--quick"] if quick else [])]
-    print(f"== {name}: {' '.join(cmd[2:])}", flush=True)
+    # Plain scripts: Python puts bench/ first on their module path, so they import common.
+    cmd = [sys.executable, str(BENCH / script), *(["--quick"] if quick else [])]
+    print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
     started_at = now()
     started = time.perf_counter()
     code = subprocess.run(cmd, cwd=ROOT, env=os.environ).returncode
@@ -91,7 +90,7 @@ def main() -> int:
                 run["steps"].append(run_step(name, script, args.quick))
         run["seconds"] = time.perf_counter() - started
     (RESULTS / "run.json").write_text(json.dumps(run, indent=2))
-    report = subprocess.run([sys.executable, "-P", str(BENCH / "report.py")], cwd=ROOT)
+    report = subprocess.run([sys.executable, str(BENCH / "report.py")], cwd=ROOT)
     failed = [s["name"] for s in run["steps"] if not s["ok"]]
     if failed:
         print(f"failed steps: {', '.join(failed)}")

@@ -7,7 +7,7 @@ HEFT, one run for SAGA's schedulers, which take seconds to minutes). Native HEFT
 SAGA's HEFT must give the same makespan on every case; the script exits non-zero if
 they do not. Ratios are SAGA time over native time, measured in the same run.
 
-    uv run python -P bench/scheduler_cost.py [--quick] [--repeats 5]
+    uv run python bench/scheduler_cost.py [--quick] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -17,18 +17,14 @@ import logging
 import math
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
+from common import same_makespan, write_result
 from parsl.dataflow.planning.heft import heft
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_result
 
 # SAGA takes about 20 s per scheduler at 5,000 tasks on 64 nodes (2 busy cores), and
 # roughly four times that at 10,000: the full run pays it to cover the issue's range.
@@ -127,11 +123,6 @@ def measure(tasks: int, nodes: int, mode: str, repeats: int) -> Row:
         row.saga_cpop_s, row.saga_cpop_makespan = cpu_seconds(
             lambda: saga_plan(instance, "cpop"), 1)
     return row
-
-
-def same_makespan(a: float, b: float) -> bool:
-    """Equal up to float rounding: the two HEFTs sum the same costs in different orders."""
-    return math.isclose(a, b, rel_tol=1e-9)
 
 
 def ratio(numerator: float | None, denominator: float) -> str:

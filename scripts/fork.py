@@ -236,10 +236,11 @@ def refuse_to_discard_work(pin: Pin) -> None:
                         f"to keep them, or `make materialize FORCE=1` to throw them away.")
 
 
-def build_tree(pin: Pin, dest: Path) -> None:
+def build_tree(pin: Pin, dest: Path, patches: int | None = None) -> None:
+    """The pinned sdist in *dest* with the series applied, or only its first *patches*."""
     sdist = fetch_sdist(pin.distribution, pin.version, pin.sha256)
     unpack_upstream(sdist, dest, f"{pin.distribution} {pin.version}")
-    apply_series(dest, series(pin))
+    apply_series(dest, series(pin)[:patches])
 
 
 def materialize(pin: Pin, force: bool) -> str:
@@ -393,12 +394,21 @@ def main(argv: list[str] | None = None) -> None:
     rebase = sub.add_parser("rebase-check", help="try the series on another upstream release")
     rebase.add_argument("version", help="the upstream release to try, e.g. 2026.11.2")
     rebase.add_argument("--fork", default="parsl", help="which fork (default: parsl)")
+    build = sub.add_parser("build", help="the pinned sdist and the series' first N patches in "
+                                         "a new directory (for benchmarks against upstream)")
+    build.add_argument("dest", type=Path, help="where; must not exist")
+    build.add_argument("--fork", default="parsl", help="which fork (default: parsl)")
+    build.add_argument("--patches", type=int, default=None, help="how many (default: all)")
     args = parser.parse_args(argv)
 
     with reported_errors():
         pins = load_pins()
         if args.command == "rebase-check":
             print(rebase_check(selected(pins, [args.fork])[0], args.version))
+            return
+        if args.command == "build":
+            build_tree(selected(pins, [args.fork])[0], args.dest, args.patches)
+            print(f"built {args.dest}")
             return
         for pin in selected(pins, args.forks):
             if args.command == "materialize":

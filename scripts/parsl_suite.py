@@ -214,8 +214,10 @@ def compare(suite: str, tree: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["baseline", "compare"])
-    parser.add_argument("suite", choices=sorted(SUITES))
+    parser.add_argument("command", choices=["baseline", "compare", "python"],
+                        help="python: print the interpreter of the pinned upstream's "
+                             "environment, built on first use (for benchmarks)")
+    parser.add_argument("suite", choices=sorted(SUITES), nargs="?")
     parser.add_argument("--tree", type=Path, default=ROOT / "parsl",
                         help="the fork tree to test with compare (default: parsl/); another "
                              "worktree lets a long run go on beside `make test`, which the "
@@ -224,6 +226,11 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("uv") is None and args.command == "baseline":
         sys.exit("baseline needs uv on PATH (pip install uv)")
+    if args.command == "python":
+        print(baseline_python())
+        return
+    if args.suite is None:
+        parser.error(f"{args.command} needs a suite: {', '.join(sorted(SUITES))}")
     sys.exit(baseline(args.suite) if args.command == "baseline"
              else compare(args.suite, args.tree.resolve()))
 

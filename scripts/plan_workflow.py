@@ -14,7 +14,6 @@ plan.json and gantt.png to --out. It exits 1 if any task ran off its planned nod
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -22,47 +21,22 @@ import parsl
 from parsl.config import Config
 from parsl.dataflow.futures import AppFuture
 
-from parsl_saga.local_cluster import ClusterNode, cluster_executor, wait_for_pools
+from parsl_saga.apps import sleep_task
+from parsl_saga.local_cluster import ClusterNode, cluster_executor
+from parsl_saga.pools import wait_for_pools
+from parsl_saga.traces import Graph, read_trace, scaled, submit_graph
 
 NODES = [ClusterNode("node-a", speed=1.0), ClusterNode("node-b", speed=1.0),
          ClusterNode("node-c", speed=2.0), ClusterNode("node-d", speed=4.0)]
 DIAMOND = {"t1": (0.5, []), "t2": (2.0, ["t1"]), "t3": (1.0, ["t1"]), "t4": (0.5, ["t2", "t3"])}
 
 
-@parsl.python_app
-def sleep_task(seconds: float, *parents: str, parsl_resource_specification: dict | None = None
-               ) -> str:
-    import os
-
-    from parsl_saga.local_cluster import work
-
-    work(seconds)
-    return os.environ["PARSL_NODE_NAME"]
-
-
-def read_trace(path: Path) -> dict[str, tuple[float, list[str]]]:
-    """{task id: (runtime in seconds, parent ids)} from a WfCommons (WfFormat 1.5) trace."""
-    workflow = json.loads(path.read_text())["workflow"]
-    runtimes = {t["id"]: float(t["runtimeInSeconds"]) for t in workflow["execution"]["tasks"]}
-    return {t["id"]: (runtimes[t["id"]], list(t["parents"]))
-            for t in workflow["specification"]["tasks"]}
-
-
-def submit(graph: dict[str, tuple[float, list[str]]], scale: float) -> dict[str, AppFuture]:
+def submit(graph: Graph, scale: float) -> dict[str, AppFuture]:
     """Submit in dependency order; each task's cost hint is its scaled runtime."""
-    futures: dict[str, AppFuture] = {}
-    pending = dict(graph)
-    while pending:
-        ready = [name for name, (_, parents) in pending.items()
-                 if all(p in futures for p in parents)]
-        if not ready:
-            raise ValueError(f"the workflow has a cycle among {sorted(pending)}")
-        for name in ready:
-            runtime, parents = pending.pop(name)
-            seconds = max(runtime * scale, 0.01)
-            futures[name] = sleep_task(seconds, *(futures[p] for p in parents),
-                                       parsl_resource_specification={"cost": seconds})
-    return futures
+    def one(seconds: float, parents: list[AppFuture]) -> AppFuture:
+        return sleep_task(seconds, *parents, parsl_resource_specification={"cost": seconds})
+
+    return submit_graph(scaled(graph, scale), one)
 
 
 def warm_up(dfk) -> None:

@@ -14,16 +14,17 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
-from pathlib import Path
 
 import parsl
 from parsl.config import Config
 from parsl.executors import ThreadPoolExecutor
+from parsl.executors.errors import InvalidResourceSpecification
 
-# The workflow is test_multinode.py's; a script's directory is not on sys.path under -P.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_multinode import AFFINITY_KEY, NODES, report, submit, workflow
+from parsl_saga.pinned import AFFINITY_KEY, diamond_and_fanout, report, run_steps
+
+# test_multinode.py's cluster and workflow, by name: here every node is this one pool.
+NODES = ["node-a", "node-b", "node-c"]
+FANOUT = 8
 
 
 def main() -> int:
@@ -33,26 +34,22 @@ def main() -> int:
     args = parser.parse_args()
     pinned = not args.unpinned
 
-    steps = workflow([n.name for n in NODES])
+    steps = diamond_and_fanout([NODES[i] for i in (0, 1, 2, 0)], NODES, FANOUT)
     executor = ThreadPoolExecutor(label="local", max_threads=4)
     with tempfile.TemporaryDirectory(prefix="parsl-saga-local-") as run_dir, \
             parsl.load(Config(executors=[executor], run_dir=run_dir)):
-        started = time.monotonic()
         try:
-            futures = submit(steps, pinned=pinned)
-            ran = {name: f.result() for name, f in futures.items()}
-        except Exception as err:  # Parsl surfaces the executor's refusal on the future
-            if not pinned:
+            ran = run_steps(steps, pinned=pinned)
+        except InvalidResourceSpecification as err:
+            # The refusal this script shows; any other error is a failure and propagates.
+            if AFFINITY_KEY not in err.invalid_keys:
                 raise
             print(f"NOT HONOURED: ThreadPoolExecutor cannot pin tasks to nodes, so the pinned "
                   f"workflow was refused ({AFFINITY_KEY}).\n  {type(err).__name__}: {err}\n"
                   "Run scripts/test_multinode.py for a cluster that honours pins, or pass "
                   "--unpinned to run this DAG unpinned on the local pool.")
             return 1
-        print(f"ran {len(steps)} tasks in {time.monotonic() - started:.1f}s")
-    # Without pins the planned node is only what the plan said; everything ran here.
-    report(steps, ran, pinned=False)
-    return 0
+    return report(steps, ran, pinned=False)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,9 @@ report's statistics (bench/). No timings are asserted."""
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-
-from common import Cluster, critical_path, lower_bound, scaled
+from common import Cluster, critical_path, lower_bound
 from generated import simulate_stock
 from report import geomean, spread
 
@@ -28,11 +23,6 @@ def test_lower_bound_is_the_larger_of_the_two_bounds() -> None:
     assert lower_bound(DIAMOND, Cluster((1.0, 1.0, 2.0, 4.0), slots=2)) == 1.5
     # One slow node: the work bound, 8 / 1, is the larger.
     assert lower_bound(DIAMOND, Cluster((1.0,), slots=1)) == 8.0
-
-
-def test_scaled_applies_the_floor_every_configuration_gets() -> None:
-    graph = scaled({"a": (0.0, []), "b": (10.0, ["a"])}, 0.5)
-    assert graph == {"a": (0.01, []), "b": (5.0, ["a"])}
 
 
 @pytest.mark.parametrize("seed", range(5))

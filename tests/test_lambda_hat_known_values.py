@@ -23,7 +23,6 @@ for the Monte Carlo error a different seed would show (several standard errors).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from lambda_hat.analysis import Estimate, ess, estimate, rhat
-from lambda_hat.config import SamplerConfig, TargetConfig
+from lambda_hat.config import SamplerConfig, parse_sampler, parse_target
 from lambda_hat.known import reduced_rank_llc, regular_llc
 from lambda_hat.samplers import _Collapsed, importance_ess, pareto_k
 from lambda_hat.targets import load_target
@@ -42,42 +41,38 @@ from lambda_hat.tasks import build_target_task, make_posterior, run_sampler_task
 
 GAMMA = 1.0
 TARGETS = {
-    "linear": TargetConfig(name="linear_d6", model="linear", d=6, n=1000, seed=0),
-    "rrlinear": TargetConfig(
-        name="rr333_r1", model="rrlinear", in_dim=3, hidden=3, out_dim=3, rank=1, n=1000, seed=1
+    "linear": parse_target({"name": "linear_d6", "model": "linear", "d": 6, "n": 1000}),
+    "rrlinear": parse_target(
+        {
+            "name": "rr333_r1",
+            "model": "rrlinear",
+            "in_dim": 3,
+            "hidden": 3,
+            "out_dim": 3,
+            "rank": 1,
+            "n": 1000,
+            "seed": 1,
+        }
     ),
 }
+
+
+def _sampler(name: str, kind: str, dtype: str, **params: object) -> SamplerConfig:
+    return parse_sampler(
+        {"name": name, "kind": kind, "dtype": dtype, "chains": 4, "params": params}
+    )
+
+
 SAMPLERS = {
-    "sgld": SamplerConfig(
-        "sgld",
-        "sgld",
-        "float32",
-        chains=4,
-        params={"step_size": 1e-4, "batch_size": 200, "steps": 4000, "burn_in": 1000},
-    ),
-    "vi": SamplerConfig(
-        "vi", "vi", "float32", chains=4, params={"steps": 1000, "draws": 500, "proposals": 4000}
-    ),
+    "sgld": _sampler("sgld", "sgld", "float32", step_size=1e-4, batch_size=200, steps=4000,
+                     burn_in=1000),
+    "vi": _sampler("vi", "vi", "float32", steps=1000, draws=500, proposals=4000),
     # The textbook method, for comparison: mean-field over all of w, no correction.
-    "vi_meanfield": SamplerConfig(
-        "vi_meanfield",
-        "vi",
-        "float32",
-        chains=4,
-        params={
-            "family": "meanfield",
-            "collapse": False,
-            "importance": False,
-            "iw_samples": 1,
-            "mc_samples": 8,
-            "steps": 1000,
-            "draws": 500,
-        },
-    ),
-    "hmc": SamplerConfig("hmc", "hmc", "float64", chains=4, params={"warmup": 200, "draws": 400}),
-    "mclmc": SamplerConfig(
-        "mclmc", "mclmc", "float64", chains=4, params={"tune_steps": 1000, "draws": 1000}
-    ),
+    "vi_meanfield": _sampler("vi_meanfield", "vi", "float32", family="meanfield",
+                             collapse=False, importance=False, iw_samples=1, mc_samples=8,
+                             steps=1000, draws=500),
+    "hmc": _sampler("hmc", "hmc", "float64", warmup=200, draws=400),
+    "mclmc": _sampler("mclmc", "mclmc", "float64", tune_steps=1000, draws=1000),
 }
 TOLERANCE = {"sgld": 0.20, "vi": 0.15, "hmc": 0.15, "mclmc": 0.15}
 
@@ -134,7 +129,8 @@ def test_diagnostics_on_known_sequences() -> None:
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("artifacts")
     return {
-        name: build_target_task(asdict(t), str(root), strict=False) for name, t in TARGETS.items()
+        name: build_target_task(t.model_dump(), str(root), strict=False)
+        for name, t in TARGETS.items()
     }
 
 
@@ -144,7 +140,9 @@ _RUNS: dict[tuple[str, str], dict] = {}
 def _result(built: dict[str, dict], target: str, sampler: str) -> dict:
     """Run a sampler once per session; several tests read the same run."""
     if (target, sampler) not in _RUNS:
-        result = run_sampler_task(built[target], asdict(SAMPLERS[sampler]), GAMMA, strict=False)
+        result = run_sampler_task(
+            built[target], SAMPLERS[sampler].model_dump(), GAMMA, strict=False
+        )
         assert result["dtype"] == SAMPLERS[sampler].dtype
         est = estimate(result)
         print(
@@ -250,15 +248,15 @@ def test_singular_estimate_is_far_below_regular_bound(built: dict[str, dict]) ->
 
 
 def test_build_is_a_cache_hit(built: dict[str, dict], tmp_path: Path) -> None:
-    first = build_target_task(asdict(TARGETS["linear"]), str(tmp_path), strict=False)
-    again = build_target_task(asdict(TARGETS["linear"]), str(tmp_path), strict=False)
+    first = build_target_task(TARGETS["linear"].model_dump(), str(tmp_path), strict=False)
+    again = build_target_task(TARGETS["linear"].model_dump(), str(tmp_path), strict=False)
     assert not first["cache_hit"]
     assert again["cache_hit"]
     assert again["path"] == first["path"]
     assert again["loss_star"] == first["loss_star"]
-    renamed = asdict(TARGETS["linear"]) | {"name": "other_name"}
+    renamed = TARGETS["linear"].model_dump() | {"name": "other_name"}
     assert build_target_task(renamed, str(tmp_path), strict=False)["cache_hit"]
-    changed = asdict(TARGETS["linear"]) | {"seed": 7}
+    changed = TARGETS["linear"].model_dump() | {"seed": 7}
     other = build_target_task(changed, str(tmp_path), strict=False)
     assert not other["cache_hit"]
     assert other["path"] != first["path"]

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("blackjax")
 
 from lambda_hat.cli import run_experiment
-from lambda_hat.config import ConfigError, load_config, parse_config
+from lambda_hat.config import load_config
 from lambda_hat.precision import PrecisionError, precision_scope, require_precision
 from lambda_hat.workflow import executor_for
 
@@ -36,30 +36,6 @@ def test_float64_task_refuses_a_float32_process() -> None:
         with pytest.raises(PrecisionError, match="JAX_ENABLE_X64=1"):
             require_precision("float64")
         require_precision("float32")
-
-
-@pytest.mark.parametrize("path", ["config/test.yaml", "config/small.yaml"])
-def test_shipped_configs_parse(path: str) -> None:
-    cfg = load_config(ROOT / path)
-    assert {s.dtype for s in cfg.samplers} == {"float32", "float64"}
-    assert {s.kind for s in cfg.samplers} == {"sgld", "vi", "hmc", "mclmc"}
-
-
-def test_config_errors_name_the_field() -> None:
-    base = {"experiment": "x", "targets": [], "samplers": []}
-    with pytest.raises(ConfigError, match="dtype"):
-        parse_config(base | {"samplers": [{"name": "s", "kind": "sgld", "dtype": "float16"}]})
-    with pytest.raises(ConfigError, match="rank"):
-        bad = {
-            "name": "t",
-            "model": "rrlinear",
-            "n": 10,
-            "in_dim": 2,
-            "hidden": 2,
-            "out_dim": 2,
-            "rank": 3,
-        }
-        parse_config(base | {"targets": [bad]})
 
 
 @pytest.fixture(scope="module")

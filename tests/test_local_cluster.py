@@ -33,9 +33,9 @@ from parsl_saga.local_cluster import (
     cleanup_stale,
     cluster_executor,
     scratch_dirs,
-    wait_for_pools,
     work,
 )
+from parsl_saga.pools import wait_for_pools
 
 ROOT = os.geteuid() == 0 and net.netns_available()
 needs_root = pytest.mark.skipif(not ROOT, reason="netns isolation needs root, ip and unshare")
@@ -68,9 +68,10 @@ def _run_tag(proc: psutil.Process) -> str | None:
     return None
 
 
-def wait_for_managers(executor: LocalClusterExecutor, count: int, timeout_s: float = 60) -> None:
+def wait_for_managers(executor: LocalClusterExecutor, expected: int | set[str],
+                      timeout_s: float = 60, *, exactly: bool = False) -> None:
     try:
-        wait_for_pools(executor, count, timeout_s)
+        wait_for_pools(executor, expected, timeout_s, exactly=exactly)
     except TimeoutError as e:
         logs = "\n".join(Path(p.stderr_path).read_text()[-2000:]
                          for p in executor.provider._pools.values())
@@ -232,10 +233,11 @@ def test_teardown_after_an_exception_in_the_with_block(tmp_path: Path) -> None:
 
 
 SIGINT_SCRIPT = textwrap.dedent("""
-    import sys, time
+    import sys
     import parsl
     from parsl.config import Config
     from parsl_saga.local_cluster import ClusterNode, cluster_executor
+    from parsl_saga.pools import wait_for_pools
 
     @parsl.python_app
     def nap():
@@ -245,8 +247,7 @@ SIGINT_SCRIPT = textwrap.dedent("""
     ex = cluster_executor("c", [ClusterNode("node-a"), ClusterNode("node-b")],
                           isolation=sys.argv[1], heartbeat_period=1, heartbeat_threshold=5)
     with parsl.load(Config(executors=[ex], run_dir=sys.argv[2], strategy="none")):
-        while len(ex.connected_managers()) < 2:
-            time.sleep(0.2)
+        wait_for_pools(ex, 2)
         future = nap()
         print("READY", ex.provider.tag, flush=True)
         future.result()
@@ -383,7 +384,7 @@ def test_a_node_that_comes_back_gets_its_pinned_work_again(tmp_path: Path) -> No
             timeout=60)["node"] == "node-b"
         (job_b,) = [job for job, pool in provider._pools.items() if pool.node.name == "node-b"]
         provider.cancel([job_b])
-        _wait_for_nodes(executor, {"node-a"})
+        wait_for_managers(executor, {"node-a"}, exactly=True)  # node-b's pool is gone
 
         waiting = [where(provider.address, 0, parsl_resource_specification=pin_b)
                    for _ in range(3)]
@@ -395,12 +396,3 @@ def test_a_node_that_comes_back_gets_its_pinned_work_again(tmp_path: Path) -> No
         executor.scale_out_facade(1)  # the provider starts it on the free node, node-b
         assert [f.result(timeout=120)["node"] for f in waiting] == ["node-b"] * 3
     assert leftovers(provider.tag) == []
-
-
-def _wait_for_nodes(executor: LocalClusterExecutor, names: set[str],
-                    timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while {m["node_name"] for m in executor.connected_managers() if m["active"]} != names:
-        if time.monotonic() > deadline:
-            pytest.fail(f"managers never became {names}: {executor.connected_managers()}")
-        time.sleep(0.2)

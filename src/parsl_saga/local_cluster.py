@@ -78,7 +78,6 @@ __all__ = [
     "cleanup_stale",
     "cluster_executor",
     "scratch_dirs",
-    "wait_for_pools",
     "work",
 ]
 
@@ -461,20 +460,6 @@ class LocalClusterExecutor(HighThroughputExecutor):
             super().shutdown(timeout=timeout)
         finally:
             self.provider.close()
-
-
-def wait_for_pools(executor: Any, count: int, timeout_s: float = 180.0) -> None:
-    """Return once ``count`` worker pools have registered with the executor's interchange,
-    so that work (and a plan) meets the whole cluster.
-
-    :raises TimeoutError: naming how many registered, if they do not within ``timeout_s``
-    """
-    deadline = time.monotonic() + timeout_s
-    while len(executor.connected_managers()) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"only {len(executor.connected_managers())} of {count} worker "
-                               f"pools registered within {timeout_s:.0f} s")
-        time.sleep(0.2)
 
 
 def cluster_executor(label: str, nodes: Sequence[ClusterNode] | LocalClusterProvider,

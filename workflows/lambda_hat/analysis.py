@@ -1,8 +1,8 @@
 """LLC estimates with uncertainty and convergence diagnostics, tables and trace plots.
 
-R-hat and ESS follow Vehtari et al. (2021) / Stan: split-R-hat on the raw draws, and a
-multi-chain ESS from autocorrelations truncated by Geyer's initial monotone sequence.
-Implemented with numpy so the analysis needs no extra dependency.
+R-hat and ESS are blackjax's implementations of Vehtari et al. (2021): the rank-normalized
+split-R-hat and the bulk ESS (rank-normalized split chains, autocorrelations truncated by
+Geyer's initial monotone sequence), as Stan and ArviZ report them.
 
 Draws resampled from importance weights (VI) repeat proposals in random order: their
 autocorrelation is nil and would claim an ESS near the number of draws. A run whose
@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from blackjax import diagnostics
+
+from parsl_saga.markdown import markdown_table
 
 
 @dataclass(frozen=True)
@@ -38,54 +41,14 @@ class Estimate:
         return None if self.known is None else self.llc - self.known
 
 
-def _split(chains: np.ndarray) -> np.ndarray:
-    half = chains.shape[1] // 2
-    return np.concatenate([chains[:, :half], chains[:, half : 2 * half]], axis=0)
-
-
 def rhat(chains: np.ndarray) -> float:
-    """Split-R-hat of a (chains, draws) array; ~1 when the chains agree."""
-    x = _split(np.asarray(chains, dtype=np.float64))
-    n = x.shape[1]
-    if n < 2:
-        return float("nan")
-    within = x.var(axis=1, ddof=1).mean()
-    between = n * x.mean(axis=1).var(ddof=1)
-    if within == 0:
-        return float("nan") if between == 0 else float("inf")
-    var_plus = (n - 1) / n * within + between / n
-    return float(math.sqrt(var_plus / within))
-
-
-def _autocov(x: np.ndarray) -> np.ndarray:
-    """Autocovariance of each row at every lag, by FFT."""
-    n = x.shape[-1]
-    centered = x - x.mean(axis=-1, keepdims=True)
-    size = 2 ** math.ceil(math.log2(2 * n))
-    f = np.fft.rfft(centered, size, axis=-1)
-    return np.fft.irfft(f * np.conj(f), size, axis=-1)[..., :n] / n
+    """Rank-normalized split-R-hat of a (chains, draws) array; ~1 when the chains agree."""
+    return float(diagnostics.rhat(np.asarray(chains)))
 
 
 def ess(chains: np.ndarray) -> float:
-    """Multi-chain effective sample size (Stan's estimator, non-split)."""
-    x = np.asarray(chains, dtype=np.float64)
-    m, n = x.shape
-    if n < 4:
-        return float("nan")
-    acov = _autocov(x)
-    chain_var = acov[:, 0] * n / (n - 1)
-    within = chain_var.mean()
-    var_plus = within * (n - 1) / n + (x.mean(axis=1).var(ddof=1) if m > 1 else 0.0)
-    if var_plus == 0:
-        return float("nan")
-    rho = 1 - (within - acov.mean(axis=0)) / var_plus
-    rho[0] = 1.0
-    # Geyer: sum pairs ρ_{2t} + ρ_{2t+1} while positive, forced monotone non-increasing.
-    pairs = rho[: 2 * (n // 2)].reshape(-1, 2).sum(axis=1)
-    positive = np.argmax(pairs <= 0) if np.any(pairs <= 0) else len(pairs)
-    pairs = np.minimum.accumulate(pairs[:positive])
-    tau = -1 + 2 * pairs.sum()
-    return float(m * n / max(tau, 1.0 / math.log10(m * n)))
+    """Bulk effective sample size of a (chains, draws) array."""
+    return float(diagnostics.ess_bulk(np.asarray(chains)))
 
 
 def estimate(result: dict[str, Any]) -> Estimate:
@@ -139,11 +102,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def markdown_table(estimates: list[Estimate]) -> str:
-    header = "| " + " | ".join(COLUMNS) + " |"
-    rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-    rows = ["| " + " | ".join(_fmt(_row(e)[c]) for c in COLUMNS) + " |" for e in estimates]
-    return "\n".join([header, rule, *rows])
+def estimates_table(estimates: list[Estimate]) -> str:
+    return markdown_table(COLUMNS, [[_fmt(_row(e)[c]) for c in COLUMNS] for e in estimates])
 
 
 def write_csv(estimates: list[Estimate], path: Path) -> None:

@@ -95,11 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     run = run_experiment(cfg, parsl_yaml, out, artifacts, all_x64=args.all_x64)
 
-    from lambda_hat.analysis import markdown_table
+    from lambda_hat.analysis import estimates_table
     from lambda_hat.report import placement_table, placements
 
     print("\nLLC estimates (mean ± SE across chains) beside the known values:")
-    print(markdown_table(run["estimates"]))
+    print(estimates_table(run["estimates"]))
     print("\nWhere each task ran:")
     print(placement_table(placements(run)))
     plan = run["plan"]

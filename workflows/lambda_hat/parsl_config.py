@@ -12,32 +12,55 @@ from __future__ import annotations
 
 import logging
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field, field_validator
 
+from lambda_hat.config import Strict, parse_yaml
 from lambda_hat.precision import EXECUTOR_ENV
 
 logger = logging.getLogger(__name__)
 
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+# Config arguments the loader sets itself; the file's ``config:`` must not repeat them.
+SET_BY_LOADER = frozenset({"executors", "run_dir", "saga_scheduler"})
 
 
-@dataclass(frozen=True)
-class ExecutorSpec:
-    label: str
-    max_workers_per_node: int = 1
+class ExecutorSpec(Strict):
+    label: str = Field(min_length=1)
+    max_workers_per_node: int = Field(1, ge=1)
     worker_init: str = ""
-    cores_per_worker: float = 1.0
+    cores_per_worker: float = Field(1.0, gt=0)
 
 
-@dataclass(frozen=True)
-class ParslSpec:
+class ParslSpec(Strict):
     executors: tuple[ExecutorSpec, ...]
     saga_scheduler: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict, alias="config")
+    """Further keyword arguments of Parsl's ``Config``."""
+
+    @field_validator("executors")
+    @classmethod
+    def _some_with_unique_labels(
+        cls, executors: tuple[ExecutorSpec, ...]
+    ) -> tuple[ExecutorSpec, ...]:
+        # An after-validator: runs only once every entry is valid, so it adds no noise.
+        if not executors:
+            raise ValueError("at least one executor is needed")
+        labels = [e.label for e in executors]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels must be unique: {labels}")
+        return executors
+
+    @field_validator("extra", mode="before")
+    @classmethod
+    def _not_set_by_loader(cls, extra: Any) -> Any:
+        clash = sorted(SET_BY_LOADER & set(extra or {}))
+        if clash:
+            raise ValueError(f"{clash} are set by the loader, not under config:")
+        return extra or {}
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -45,19 +68,19 @@ class ParslSpec:
 
 
 def load_parsl_spec(path: str | Path) -> ParslSpec:
-    raw = yaml.safe_load(Path(path).read_text())
-    execs = tuple(ExecutorSpec(**e) for e in raw.get("executors", []))
-    if not execs:
-        raise ValueError(f"{path}: no executors")
-    return ParslSpec(execs, raw.get("saga_scheduler"), raw.get("config", {}) or {})
+    """The executors of a YAML file; a wrong or misspelt key is a ConfigError naming it."""
+    return parse_yaml(ParslSpec, yaml.safe_load(Path(path).read_text()), str(path))
 
 
 def only(spec: ParslSpec, label: str, workers: int | None = None) -> ParslSpec:
     """The spec reduced to one executor (the all-x64 workaround), optionally resized."""
-    (e,) = [e for e in spec.executors if e.label == label]
+    matching = [e for e in spec.executors if e.label == label]
+    if not matching:
+        raise ValueError(f"no executor {label!r} in the Parsl spec; it has {spec.labels}")
+    (e,) = matching
     if workers is not None:
-        e = ExecutorSpec(e.label, workers, e.worker_init, e.cores_per_worker)
-    return ParslSpec((e,), spec.saga_scheduler, spec.extra)
+        e = e.model_copy(update={"max_workers_per_node": workers})
+    return spec.model_copy(update={"executors": (e,)})
 
 
 def _worker_init(e: ExecutorSpec) -> str:

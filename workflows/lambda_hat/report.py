@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from lambda_hat.analysis import Estimate, estimate, markdown_table, plot_traces, write_csv
+from lambda_hat.analysis import Estimate, estimate, estimates_table, plot_traces, write_csv
+from parsl_saga.markdown import markdown_table
 
 PLACEMENT_COLUMNS = (
     "task", "requested", "parsl_executor", "executor_env", "node", "dtype", "x64", "seconds",
@@ -43,9 +44,7 @@ def placement_table(rows: list[dict[str, Any]]) -> str:
     def fmt(v: Any) -> str:
         return f"{v:.1f}" if isinstance(v, float) else str(v)
 
-    lines = ["| " + " | ".join(PLACEMENT_COLUMNS) + " |", "|" + "---|" * len(PLACEMENT_COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in PLACEMENT_COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(PLACEMENT_COLUMNS, [[fmt(r[c]) for c in PLACEMENT_COLUMNS] for r in rows])
 
 
 def _lane(p: dict[str, Any]) -> tuple[str, str, int]:
@@ -87,7 +86,7 @@ def plot_gantt(run: dict[str, Any], path: Path) -> None:
 def write_outputs(run: dict[str, Any], out: Path) -> list[Estimate]:
     out.mkdir(parents=True, exist_ok=True)
     estimates = [estimate(r) for r in run["results"]]
-    (out / "results.md").write_text(markdown_table(estimates) + "\n")
+    (out / "results.md").write_text(estimates_table(estimates) + "\n")
     write_csv(estimates, out / "results.csv")
     rows = placements(run)
     (out / "placements.md").write_text(placement_table(rows) + "\n")

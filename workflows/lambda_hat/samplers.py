@@ -9,7 +9,6 @@ in: the caller decides the precision (see :mod:`lambda_hat.precision`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from blackjax import diagnostics
 
+from lambda_hat.config import HmcParams, MclmcParams, SgldParams, ViParams
 from lambda_hat.models import Model
 
 Array = jax.Array
@@ -65,17 +66,15 @@ class SamplerRun:
     info: dict[str, Any]
 
 
-def _param(params: dict[str, Any], name: str, default: Any) -> Any:
-    return params.get(name, default)
-
-
-def sgld(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
+def sgld(post: Posterior, key: Array, chains: int, params: SgldParams) -> SamplerRun:
     """Minibatch SGLD: w ← w + ε/2·∇log p̂(w) + N(0, ε), with a minibatch estimate of L_n."""
-    step_size = float(_param(params, "step_size", 1e-4))
-    batch_size = int(_param(params, "batch_size", 256))
-    steps = int(_param(params, "steps", 4000))
-    burn_in = int(_param(params, "burn_in", steps // 4))
-    thin = int(_param(params, "thin", 1))
+    step_size, batch_size, steps, thin = (
+        params.step_size,
+        params.batch_size,
+        params.steps,
+        params.thin,
+    )
+    burn_in = steps // 4 if params.burn_in is None else params.burn_in
     n = post.x.shape[0]
     eps = jnp.asarray(step_size, post.w_star.dtype)
 
@@ -169,7 +168,7 @@ class _Full:
 FULL_RANK_MAX_DIM = 256
 
 
-def vi(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
+def vi(post: Posterior, key: Array, chains: int, params: ViParams) -> SamplerRun:
     """Variational inference corrected by importance weights; each chain is its own fit.
 
     1. ``collapse`` (default true): every model here is linear in its last layer W and
@@ -217,22 +216,21 @@ def vi(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> Samp
       trusted, but the four agree (R-hat 1.00, SE 0.02 to 0.06). It takes 15 to 28 s on
       one core (benchmarks ran on the other), 10 to 13 s of it XLA compilation.
     """
-    target = _Collapsed(post) if bool(_param(params, "collapse", True)) else _Full(post)
-    family = str(_param(params, "family", "auto"))
+    target = _Collapsed(post) if params.collapse else _Full(post)
+    family = params.family
     if family == "auto":
         family = "fullrank" if target.dim <= FULL_RANK_MAX_DIM else "meanfield"
-    if family not in ("fullrank", "meanfield"):
-        raise ValueError(f"vi family must be 'auto', 'fullrank' or 'meanfield', not {family!r}")
-    importance = bool(_param(params, "importance", True))
-    steps = int(_param(params, "steps", 1000))
-    lr = float(_param(params, "learning_rate", 0.01))
-    iw = int(_param(params, "iw_samples", 8))
-    mc = int(_param(params, "mc_samples", 2))
-    draws = int(_param(params, "draws", 1000))
-    proposals = int(_param(params, "proposals", 4000)) if importance else draws
-    df = _param(params, "proposal_df", 5) if importance else None
-    df = None if df is None else int(df)
-    init_log_std = float(_param(params, "init_log_std", -3.0))
+    importance = params.importance
+    steps, lr, iw, mc, draws = (
+        params.steps,
+        params.learning_rate,
+        params.iw_samples,
+        params.mc_samples,
+        params.draws,
+    )
+    proposals = params.proposals if importance else draws
+    df = params.proposal_df if importance else None
+    init_log_std = params.init_log_std
     dim, dtype = target.dim, post.w_star.dtype
     opt = optax.adam(lr)
 
@@ -297,41 +295,27 @@ def vi(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> Samp
 
 
 def importance_ess(log_w: np.ndarray) -> float:
-    """(Σw)²/Σw² of self-normalized importance weights given as logs."""
+    """(Σw)²/Σw² of self-normalized importance weights given as logs.
+
+    Kish's effective sample size of the raw weights: blackjax's PSIS gives smoothed
+    weights and k̂ but no ESS, and this is one line.
+    """
     w = np.exp(log_w - log_w.max())
     return float(w.sum() ** 2 / np.sum(w**2))
 
 
 def pareto_k(log_w: np.ndarray) -> float:
-    """Shape k̂ of a generalized Pareto fit to the largest importance weights.
+    """Shape k̂ of a generalized Pareto fit to the largest importance weights (PSIS).
 
-    As in Pareto-smoothed importance sampling (Vehtari et al.): the tail is the largest
-    min(S/5, 3√S) weights; k̂ is the Zhang-Stephens (2009) profile-likelihood estimate,
-    shrunk toward 0.5 by a weak prior. k̂ < 0.5: the weights have a finite variance;
-    above 0.7 the estimate is unreliable. Not used to smooth the weights, only reported.
+    blackjax's Pareto-smoothed importance sampling (Vehtari et al.): k̂ < 0.5, the weights
+    have a finite variance; above 0.7 the estimate is unreliable. Only reported, the
+    weights are not smoothed.
     """
-    lw = np.sort(np.asarray(log_w, dtype=np.float64))
-    tail = int(min(0.2 * lw.size, 3 * math.sqrt(lw.size)))
-    if tail < 5:
-        return float("nan")
-    w = np.exp(lw - lw[-1])
-    x = w[-tail:] - w[-tail - 1]  # exceedances over the threshold, ascending
-    quartile = x[int(tail / 4 + 0.5) - 1]
-    if x[-1] <= 0 or quartile <= 0:
-        return float("nan")  # ties: equal weights have no tail to fit
-    grid = 30 + int(math.sqrt(tail))
-    j = np.arange(1, grid + 1)
-    # θ = ξ/σ; the profile likelihood in θ has ξ̂(θ) = mean log(1 + θx).
-    theta = -1.0 / x[-1] + (np.sqrt(grid / (j - 0.5)) - 1) / (3 * quartile)
-    xi = np.mean(np.log1p(theta[:, None] * x[None, :]), axis=1)
-    profile = tail * (np.log(theta / xi) - xi - 1)
-    weights = np.exp(profile - profile.max())
-    theta_hat = np.sum(weights * theta) / weights.sum()
-    k = float(np.mean(np.log1p(theta_hat * x)))
-    return (tail * k + 10 * 0.5) / (tail + 10)
+    _, k = diagnostics.psis_weights(jnp.asarray(log_w))
+    return float(k)
 
 
-def hmc(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
+def hmc(post: Posterior, key: Array, chains: int, params: HmcParams) -> SamplerRun:
     """HMC with Stan-style window adaptation of step size and diagonal mass matrix.
 
     ``algorithm: nuts`` (default) picks trajectory lengths by the no-U-turn rule;
@@ -340,15 +324,15 @@ def hmc(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> Sam
     the whitened posterior is isotropic and a fixed trajectory can return near its start
     (seen here: ESS 15 of 2400 draws on linear regression).
     """
-    warmup = int(_param(params, "warmup", 500))
-    draws = int(_param(params, "draws", 1000))
-    algorithm = str(_param(params, "algorithm", "nuts"))
-    target = float(_param(params, "target_acceptance", 0.8))
+    warmup, draws, algorithm, target = (
+        params.warmup,
+        params.draws,
+        params.algorithm,
+        params.target_acceptance,
+    )
     extra = {}
     if algorithm == "hmc":
-        extra["num_integration_steps"] = int(_param(params, "num_integration_steps", 10))
-    elif algorithm != "nuts":
-        raise ValueError(f"hmc algorithm must be 'nuts' or 'hmc', not {algorithm!r}")
+        extra["num_integration_steps"] = params.num_integration_steps
     family = blackjax.nuts if algorithm == "nuts" else blackjax.hmc
 
     def chain(key: Array) -> tuple[Array, Array, Array]:
@@ -371,12 +355,10 @@ def hmc(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> Sam
     return SamplerRun(traces, 0, info)
 
 
-def mclmc(post: Posterior, key: Array, chains: int, params: dict[str, Any]) -> SamplerRun:
+def mclmc(post: Posterior, key: Array, chains: int, params: MclmcParams) -> SamplerRun:
     """Microcanonical Langevin MC, L and step size from blackjax's tuner."""
-    tune_steps = int(_param(params, "tune_steps", 2000))
-    draws = int(_param(params, "draws", 2000))
-    diagonal = bool(_param(params, "diagonal_preconditioning", True))
-    energy_var = float(_param(params, "desired_energy_var", 5e-4))
+    tune_steps, draws = params.tune_steps, params.draws
+    diagonal, energy_var = params.diagonal_preconditioning, params.desired_energy_var
 
     def chain(key: Array) -> tuple[Array, Array, Array]:
         k_init, k_tune, k_draw = jax.random.split(key, 3)
@@ -418,7 +400,8 @@ def _floats(a: Array) -> list[float]:
     return [float(v) for v in jnp.atleast_1d(a)]
 
 
-SAMPLERS: dict[str, Callable[[Posterior, Array, int, dict[str, Any]], SamplerRun]] = {
+# Each takes its kind's params model (lambda_hat.config), validated when the YAML is read.
+SAMPLERS: dict[str, Callable[..., SamplerRun]] = {
     "sgld": sgld,
     "vi": vi,
     "hmc": hmc,

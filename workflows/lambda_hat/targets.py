@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +123,7 @@ def build_target(t: TargetConfig, root: str | Path, executor: str | None = None)
     loss = make_loss(model, x, y, t.noise)
     w_star, info = train(t, model, loss, jax.random.key(t.seed + 1))
     meta = {
-        "target": asdict(t),
+        "target": t.model_dump(),
         "key": t.key(),
         "num_params": model.num_params,
         "known_llc": model.known_llc,

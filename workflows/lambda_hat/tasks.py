@@ -8,14 +8,13 @@ submitting process and workers of either precision.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lambda_hat.config import SamplerConfig, TargetConfig
+from lambda_hat.config import parse_sampler, parse_target
 from lambda_hat.models import make_model
 from lambda_hat.precision import check_dtype, placement, precision_scope
 from lambda_hat.samplers import SAMPLERS, Posterior
@@ -26,25 +25,19 @@ from lambda_hat.targets import build_target, load_target
 BUILD_DTYPE = "float64"
 
 
-def target_from_dict(raw: dict[str, Any]) -> TargetConfig:
-    raw = dict(raw)
-    raw["widths"] = tuple(raw.get("widths", ()))
-    return TargetConfig(**raw)
-
-
 def build_target_task(
     target: dict[str, Any], root: str, executor: str | None = None, strict: bool = True
 ) -> dict[str, Any]:
     started = time.time()
     with precision_scope(BUILD_DTYPE, strict=strict):
-        meta = build_target(target_from_dict(target), root, executor)
+        meta = build_target(parse_target(target), root, executor)
     return {**meta, "started": started, "finished": time.time()}
 
 
 def make_posterior(
     meta: dict[str, Any], arrays: dict[str, np.ndarray], dtype: str, gamma: float
 ) -> Posterior:
-    t = target_from_dict(meta["target"])
+    t = parse_target(meta["target"])
     cast = {k: jnp.asarray(arrays[k], dtype=dtype) for k in ("x", "y", "w_star")}
     for name, array in cast.items():
         check_dtype(name, array, dtype)  # type: ignore[arg-type]
@@ -61,7 +54,7 @@ def run_sampler_task(
     strict: bool = True,
 ) -> dict[str, Any]:
     """Run one sampler on one built target; return traces and where/how it ran."""
-    s = SamplerConfig(**sampler)
+    s = parse_sampler(sampler)
     started = time.time()
     start = time.perf_counter()
     with precision_scope(s.dtype, strict=strict):
@@ -78,7 +71,7 @@ def run_sampler_task(
         "target_key": meta["key"],
         "known_llc": meta["known_llc"],
         "num_params": meta["num_params"],
-        "sampler": asdict(s),
+        "sampler": s.model_dump(),
         "gamma": gamma,
         "n_beta": post.n_beta,
         "dtype": str(traces.dtype),

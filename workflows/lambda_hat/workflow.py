@@ -15,7 +15,7 @@ import concurrent.futures
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from parsl import python_app
@@ -118,17 +118,18 @@ def submit_all(
     """
     x64 = executor_for("float64")
     builds = {
-        t.name: submit_routed(build_target, x64, t.cost, plan, asdict(t), artifacts, x64)
+        t.name: submit_routed(build_target, x64, t.cost, plan, t.model_dump(), artifacts, x64)
         for t in cfg.targets
     }
     samples = []
     for t in cfg.targets:
         for s in cfg.samplers:
             if all_x64:
-                s = replace(s, dtype="float64")
+                s = s.model_copy(update={"dtype": "float64"})
             label = executor_for(s.dtype)
+            sampler = s.model_dump()
             fut = submit_routed(
-                run_sampler, label, s.cost, plan, builds[t.name], asdict(s), cfg.gamma_for(s), label
+                run_sampler, label, s.cost, plan, builds[t.name], sampler, cfg.gamma_for(s), label
             )
             samples.append((t.name, s.name, label, fut))
     return Submitted(builds, samples)
