@@ -29,6 +29,8 @@ STEPS = [
     ("generated", "generated.py", True),
     ("makespan", "makespan.py", True),
     ("interchange_throughput", "interchange_throughput.py", True),
+    # The DFK's cost per submitted task, planned against unplanned (issue 14).
+    ("submit_cost", "submit_cost.py", True),
     # SAGA's own HEFT, pinned upstream against our SAGA series (issue 9's speed patches).
     ("saga_heft_speed", "saga_heft_speed.py", True),
     # The LLC workflow twice (about 8 minutes on 2 cores) and it has no quick setting.

@@ -187,7 +187,8 @@ def test_planner_sees_exactly_the_nodes_that_get_pools(standin: StandInAPIServer
         [("parsl-saga-worker", 1, 1.0), ("parsl-saga-worker2", 1, 2.0)]
     jobs = [p.submit("python -P -m parsl.executors.high_throughput.process_worker_pool", 1,
                      f"parsl.kind.block-{i}") for i in range(2)]
-    bound = [standin.pods[(NAMESPACE, p.resources[j]["pod_name"])]["spec"]["nodeName"] for j in jobs]
+    pods = [standin.pods[(NAMESPACE, p.resources[j]["pod_name"])] for j in jobs]
+    bound = [pod["spec"]["nodeName"] for pod in pods]
     assert bound == [n.name for n in planner_view]
     assert p.get_graph_nodes() == planner_view  # counted from the live blocks now
     assert p.cancel(jobs) == [True] * 2
