@@ -18,7 +18,7 @@ import pytest
 import yaml
 from kubernetes.config import kube_config
 
-from parsl_saga.k8s_standin import StandInAPIServer, standin_node
+from k8s_standin import StandInAPIServer, standin_node
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.37.0"
