@@ -10,10 +10,10 @@ PARSL_SUITE := $(RUN) python scripts/parsl_suite.py
 
 .PHONY: help uv materialize export check check-patches rebase-check sync lint lint-fork \
         test test-project test-saga test-parsl test-upstream upstream-baseline demo clean \
-        bench bench-quick
+        bench bench-quick dist
 
 help:
-	@echo "make demo | test | bench [QUICK=1] | test-upstream | materialize | export | check | rebase-check VERSION=… [SERIES=saga] | lint"
+	@echo "make demo | test | dist | bench [QUICK=1] | test-upstream | materialize | export | check | rebase-check VERSION=… [SERIES=saga] | lint"
 
 uv:
 	@uv --version >/dev/null 2>&1 || python3 -m pip install --quiet "uv==$(UV_VERSION)"
@@ -34,6 +34,12 @@ rebase-check: uv
 
 sync: materialize
 	@uv sync --locked --quiet
+
+# Wheels for pip (README, "Install into your own environment"): the Parsl and SAGA forks,
+# built from patches/ with the local version <release>+saga.<number of patches>, and
+# parsl-saga, which requires exactly that Parsl. Replaces the earlier ones in dist/.
+dist: uv
+	@$(FORK) dist --out dist
 
 ## Checks
 lint: sync

@@ -7,8 +7,13 @@ Each fork named in ``forks.toml`` (``parsl``, ``saga``) lives in two forms:
 * ``<fork>/``: a generated, git-ignored git repository holding the pinned sdist as one
   commit tagged ``upstream`` and one commit per patch on top.
 
-Subcommands: ``materialize``, ``export``, ``check`` and ``rebase-check``. Run
-``python scripts/fork.py --help`` or see CLAUDE.md for the workflow.
+Subcommands: ``materialize``, ``export``, ``check``, ``rebase-check``, ``build`` and ``dist``.
+Run ``python scripts/fork.py --help`` or see CLAUDE.md for the workflow.
+
+``dist`` builds wheels of the forks and of the project. Each fork's wheel carries the
+local version ``<pinned version>+saga.<number of patches>`` (see :func:`fork_version`),
+written into a fresh tree built from ``patches/`` in a temporary directory: the series,
+the materialized trees and ``make check`` never see it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ CACHE = ROOT / ".cache" / "sdists"
 INDEX_URL = os.environ.get("PARSL_SAGA_INDEX_URL", "https://pypi.org/simple")
 UPSTREAM_TAG = "upstream"
 STATE_FILE = "parsl-saga-series"
+# The local version label of the forks' wheels: <upstream version>+saga.<patches>.
+LOCAL_LABEL = "saga"
+# The distributions that `dist` builds, as their wheel file names spell them.
+PROJECT = "parsl-saga"
 # Generated files that an editable install or a test run writes into a fork tree.
 # What builds and Parsl's own test suite write into the tree (some of its tests write to
 # the working directory), so that a test run never reads as uncommitted work.
@@ -64,6 +73,7 @@ class Pin:
     distribution: str
     version: str
     sha256: str | None
+    version_file: str | None = None
 
     @property
     def tree(self) -> Path:
@@ -77,7 +87,8 @@ class Pin:
 def load_pins() -> dict[str, Pin]:
     with open(ROOT / "forks.toml", "rb") as f:
         raw = tomllib.load(f)
-    return {name: Pin(name, entry["distribution"], entry["version"], entry["sha256"])
+    return {name: Pin(name, entry["distribution"], entry["version"], entry["sha256"],
+                      entry.get("version_file"))
             for name, entry in raw.items()}
 
 
@@ -361,6 +372,109 @@ def rebase_check(pin: Pin, version: str) -> str:
     return "\n".join(lines)
 
 
+# --- wheels ------------------------------------------------------------------------
+
+def fork_version(pin: Pin) -> str:
+    """The fork's PEP 440 version: the pinned release with the local label
+    ``saga.<number of patches>``, e.g. ``2026.10.26+saga.18``. Only ``==`` matches a local
+    version exactly, so a requirement on it can never be met by the upstream release."""
+    return f"{pin.version}+{LOCAL_LABEL}.{len(series(pin))}"
+
+
+def stamp_version(pin: Pin, tree: Path) -> str:
+    """Replace the quoted release number in ``tree``'s version file with the fork's."""
+    if pin.version_file is None:
+        raise ForkError(f"forks.toml names no version_file for [{pin.fork}]: add the file "
+                        "that holds its quoted release number, e.g. parsl/version.py.")
+    path = tree / pin.version_file
+    text = path.read_bytes()  # bytes: keep the file's line endings
+    quoted = re.compile(rb"""(['"])""" + re.escape(pin.version.encode()) + rb"\1")
+    found = quoted.findall(text)
+    if len(found) != 1:
+        raise ForkError(f"{pin.fork}/{pin.version_file} holds the quoted version "
+                        f"{pin.version!r} {len(found)} times, not once; correct version_file "
+                        "in forks.toml.")
+    version = fork_version(pin)
+    path.write_bytes(quoted.sub(lambda m: m[1] + version.encode() + m[1], text))
+    return version
+
+
+def requirement_specifiers(pyproject: Path, distribution: str) -> list[str]:
+    """The version specifiers of every requirement on ``distribution`` in the project's
+    dependencies and extras (spaces removed; "" for an unpinned requirement)."""
+    with open(pyproject, "rb") as f:
+        project = tomllib.load(f)["project"]
+    requirements = list(project.get("dependencies", []))
+    for extra in project.get("optional-dependencies", {}).values():
+        requirements += extra
+    specifiers = []
+    for requirement in requirements:
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^]]*\])?\s*([^;]*)",
+                         requirement)
+        if match and _normalized(match[1]) == _normalized(distribution):
+            specifiers.append(re.sub(r"\s+", "", match[3]))
+    return specifiers
+
+
+def check_project_pins(pins: list[Pin], pyproject: Path) -> None:
+    """The project requires exactly the forks' versions, so its wheel cannot be installed
+    with an upstream release, nor with a wheel of another series."""
+    for pin in pins:
+        wanted = f"=={fork_version(pin)}"
+        wrong = [s for s in requirement_specifiers(pyproject, pin.distribution) if s != wanted]
+        if wrong:
+            raise ForkError(f"pyproject.toml requires {pin.distribution}{wrong[0] or ' (any)'}, "
+                            f"but the series makes {pin.distribution} {fork_version(pin)}: "
+                            f"require {pin.distribution}{wanted} there (uv.lock records no version "
+                            "for the fork trees, so it stays as it is).")
+
+
+def build_wheel(source: Path, out_dir: Path, *extra: str) -> Path:
+    uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` names itself in $UV
+    if uv is None:
+        raise ForkError("`uv` is not on PATH; run `make uv` (make dist does) and retry.")
+    before = set(out_dir.glob("*.whl"))
+    result = subprocess.run([uv, "build", "--wheel", "--quiet", "--python", "3.12",
+                             "--out-dir", str(out_dir), *extra, str(source)],
+                            cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
+    built = set(out_dir.glob("*.whl")) - before
+    if result.returncode != 0 or len(built) != 1:
+        raise ForkError(f"building a wheel of {source} failed:\n"
+                        f"{(result.stderr or result.stdout).strip()}")
+    return built.pop()
+
+
+def wheel_prefix(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "_", distribution).lower() + "-"
+
+
+def dist(pins: list[Pin], out_dir: Path) -> list[Path]:
+    """Build the forks' wheels from ``patches/`` (not from the working trees) and the
+    project's wheel, then replace the earlier wheels of these distributions in ``out_dir``
+    with them, so that ``pip install out_dir/*.whl`` never meets two versions."""
+    check_project_pins(pins, ROOT / "pyproject.toml")
+    with tempfile.TemporaryDirectory(prefix="fork-dist-") as tmp:
+        wheels_dir = Path(tmp) / "wheels"
+        wheels_dir.mkdir()
+        for pin in pins:
+            tree = Path(tmp) / pin.fork
+            build_tree(pin, tree)
+            stamp_version(pin, tree)
+            build_wheel(tree, wheels_dir)
+        build_wheel(ROOT, wheels_dir, "--no-sources")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        prefixes = tuple(wheel_prefix(d) for d in [*(p.distribution for p in pins), PROJECT])
+        for old in out_dir.glob("*.whl"):
+            if old.name.lower().startswith(prefixes):
+                old.unlink()
+        wheels = []
+        for wheel in sorted(wheels_dir.glob("*.whl")):
+            wheels.append(out_dir / wheel.name)
+            shutil.move(wheel, wheels[-1])
+    return wheels
+
+
 # --- command line --------------------------------------------------------------------
 
 @contextmanager
@@ -399,6 +513,9 @@ def main(argv: list[str] | None = None) -> None:
     build.add_argument("dest", type=Path, help="where; must not exist")
     build.add_argument("--fork", default="parsl", help="which fork (default: parsl)")
     build.add_argument("--patches", type=int, default=None, help="how many (default: all)")
+    dist_cmd = sub.add_parser("dist", help="build wheels of the forks and the project")
+    dist_cmd.add_argument("--out", type=Path, default=ROOT / "dist",
+                          help="directory for the wheels (default: dist/)")
     args = parser.parse_args(argv)
 
     with reported_errors():
@@ -409,6 +526,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "build":
             build_tree(selected(pins, [args.fork])[0], args.dest, args.patches)
             print(f"built {args.dest}")
+            return
+        if args.command == "dist":
+            for wheel in dist(list(pins.values()), args.out):
+                print(f"built {wheel}")
             return
         for pin in selected(pins, args.forks):
             if args.command == "materialize":

@@ -184,3 +184,27 @@ def test_rebase_check_reports_each_patch(scratch: Path) -> None:
     (bad_line,) = lines[bad_name]
     assert bad_line.split()[0] == "conflict" and "[setup.py]" in bad_line, result.stdout
     assert f"{len(series) - 1} clean, 1 conflicting" in result.stdout
+
+
+def test_dist_refuses_a_parsl_pin_the_series_does_not_make(scratch: Path) -> None:
+    """One patch more than pyproject.toml's pin counts: dist names both versions and builds
+    nothing, so no wheel of parsl-saga requires a Parsl that no wheel provides."""
+    shutil.copy(REPO / "pyproject.toml", scratch)
+    add_patch_that_cannot_apply(scratch)
+    count = len((scratch / "patches" / "parsl" / "series").read_text().split())
+    result = run_fork(scratch, "dist", "--out", str(scratch / "dist"), check=False)
+    assert result.returncode == 1
+    assert f"the series makes parsl 2026.10.26+saga.{count}" in result.stderr
+    assert f"parsl==2026.10.26+saga.{count - 1}," in result.stderr
+    assert not (scratch / "dist").exists()
+
+
+def test_dist_needs_the_release_number_once_in_the_version_file(scratch: Path) -> None:
+    shutil.copy(REPO / "pyproject.toml", scratch)
+    toml = scratch / "forks.toml"
+    toml.write_text(toml.read_text().replace('version_file = "parsl/version.py"',
+                                             'version_file = "setup.py"'))
+    result = run_fork(scratch, "dist", "--out", str(scratch / "dist"), check=False)
+    assert result.returncode == 1
+    assert "parsl/setup.py holds the quoted version '2026.10.26' 0 times" in result.stderr
+    assert not (scratch / "dist").exists()

@@ -5,9 +5,11 @@ no cluster, no Docker engine.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import re
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -18,7 +20,7 @@ import pytest
 import yaml
 from kubernetes.config import kube_config
 
-from parsl_saga.k8s_standin import StandInAPIServer, standin_node
+from k8s_standin import StandInAPIServer, standin_node
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_VERSION = "1.37.0"
@@ -75,22 +77,39 @@ def test_kind_config_has_a_control_plane_and_three_workers_of_different_speeds()
         assert isinstance(speed, str) and LABEL_VALUE.match(speed) and float(speed) > 0
 
 
-def test_dockerfile_builds_the_fork_from_the_series() -> None:
+def expected_wheels() -> list[str]:
+    """The file names of the wheels `make dist` builds: each fork at
+    <pinned release>+saga.<number of patches>, and the project."""
+    with open(ROOT / "forks.toml", "rb") as f:
+        pins = tomllib.load(f)
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    names = []
+    for fork, pin in pins.items():
+        patches = (ROOT / "patches" / fork / "series").read_text().split()
+        stem = pin["distribution"].replace("-", "_")
+        names.append(f"{stem}-{pin['version']}+saga.{len(patches)}-py3-none-any.whl")
+    return [*names, f"{project['name'].replace('-', '_')}-{project['version']}-py3-none-any.whl"]
+
+
+def test_dockerfile_installs_the_wheels_of_make_dist() -> None:
     text = (ROOT / "Dockerfile.worker").read_text()
     assert re.search(r"^FROM python:3\.12-slim$", text, re.M)
-    steps = [line for line in text.splitlines() if line.startswith(("COPY", "RUN"))]
-    copies = [line.split()[1] for line in steps if line.startswith("COPY")]
-    for source in copies:
-        assert (ROOT / source.rstrip("/")).exists(), f"COPY {source}: no such path"
-    for required in ("forks.toml", "patches/", "scripts/fork.py", "src/", "workflows/"):
-        assert required in copies
-    run = "\n".join(line for line in steps if line.startswith("RUN"))
-    assert "python scripts/fork.py materialize" in text
-    assert "pip install ./parsl ./saga" in text
-    # The series is materialized after its inputs are copied, before the project.
-    assert text.index("COPY patches/") < text.index("fork.py materialize") < \
-        text.index("COPY src/")
-    assert "fork.py" in run
+    [copy] = [line.split()[1:] for line in text.splitlines() if line.startswith("COPY")]
+    *sources, dest = copy
+    assert dest == "/tmp/dist/"
+    wheels = expected_wheels()
+    # Each pattern names exactly one wheel of make dist, and together they name all three.
+    matched = [[w for w in wheels if fnmatch.fnmatchcase(f"dist/{w}", s)] for s in sources]
+    assert all(len(m) == 1 for m in matched), dict(zip(sources, matched, strict=True))
+    assert sorted(m[0] for m in matched) == sorted(wheels)
+    [run] = re.findall(r"^RUN (.*?)(?<!\\)$", text, re.M | re.S)
+    install = re.search(r"pip install ((?:/tmp/dist/\S+\s*)+)", run)
+    assert install is not None
+    assert install[1].split() == [s.replace("dist/", "/tmp/dist/") for s in sources]
+    assert "import parsl, saga, parsl_saga" in run
+    # No fork tree is built in the image: the wheels carry the series.
+    assert "fork.py" not in text and "git" not in run
 
 
 # -- scripts/test.py, offline ---------------------------------------------------------------

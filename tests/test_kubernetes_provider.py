@@ -1,5 +1,5 @@
 """KubernetesProvider (the fork's Kubernetes patches) with the real `kubernetes` client over
-HTTP against the stand-in API server (parsl_saga.k8s_standin, not a real cluster), with
+HTTP against the stand-in API server (tests/k8s_standin.py, not a real cluster), with
 kubectl cross-checks and offline schema validation (kubernetes-validate) of the pods the
 provider creates.
 """
@@ -22,7 +22,7 @@ from parsl.jobs.states import JobState
 from parsl.providers import KubernetesProvider
 from parsl.providers.kubernetes.kube import NodeDiscoveryError
 
-from parsl_saga.k8s_standin import StandInAPIServer, standin_node
+from k8s_standin import StandInAPIServer, standin_node
 
 K8S_VERSION = "1.37.0"
 NAMESPACE = "parsl"

@@ -1,6 +1,6 @@
 """The stand-in Kubernetes API server, checked with the real `kubernetes` client and kubectl.
 
-The stand-in (parsl_saga.k8s_standin) is not Kubernetes: these tests check that it speaks
+The stand-in (tests/k8s_standin.py) is not Kubernetes: these tests check that it speaks
 the parts of the HTTP API the provider tests rely on in the shapes real clients accept,
 so that the provider tests exercise the real client code paths.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from parsl_saga.k8s_standin import StandInAPIServer, standin_node
+from k8s_standin import StandInAPIServer, standin_node
 
 CONTROL_PLANE_TAINT = {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}
 
