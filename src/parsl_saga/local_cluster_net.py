@@ -410,6 +410,24 @@ def scratch_dirs(scratch_prefix: str, tag: str) -> list[Path]:
     return sorted(Path(tempfile.gettempdir()).glob(f"{scratch_prefix}{tag}-*"))
 
 
+def run_leftovers(tag: str, naming: RunNaming, scratch_prefix: str) -> list[str]:
+    """Everything of run *tag* still on the machine: its processes, scratch directories,
+    namespaces, links and record. Empty after a clean teardown."""
+    found: list[str] = []
+    for proc in psutil.process_iter(["name"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.pid != os.getpid() and proc.environ().get(naming.run_env) == tag:
+                found.append(f"process {proc.pid} {proc.info['name']}")
+    found += [f"scratch dir {d}" for d in scratch_dirs(scratch_prefix, tag)]
+    if os.geteuid() == 0:
+        found += [f"netns {ns}" for ns in _netns_names() if naming.tag_of_netns(ns) == tag]
+        found += [f"link {name}" for name in _link_names()
+                  if naming.tag_of_bridge_or_veth(name) == tag]
+        if naming.record_path(tag).exists():
+            found.append(f"record {naming.record_path(tag)}")
+    return found
+
+
 def cleanup_stale_runs(naming: RunNaming, scratch_prefix: str, force: bool = False) -> list[str]:
     """Remove what crashed runs of one kind left behind; return a line per removed object.
 
