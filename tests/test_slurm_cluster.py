@@ -12,6 +12,7 @@ Every node is checked by host name and by network namespace (the inode that
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import subprocess
@@ -181,30 +182,42 @@ def test_everything_goes_after_an_exception_in_the_with_block(slurm_ok: None) ->
     assert leftovers(cluster.tag) == []
 
 
-def test_cleanup_stale_removes_a_killed_run(slurm_ok: None, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def cluster_in_another_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A process that brings up a 1-node cluster and waits in its with block; and its tag."""
     ready = tmp_path / "tag"
     owner = subprocess.Popen([sys.executable, "-P", "-c", textwrap.dedent(f"""
         import pathlib, time
         from parsl_saga.slurm_cluster import ClusterNode, SlurmCluster
-        cluster = SlurmCluster([ClusterNode("node1")])
-        cluster.start()
-        pathlib.Path({str(ready)!r}).write_text(cluster.tag)
-        time.sleep(600)
+        with SlurmCluster([ClusterNode("node1")]) as cluster:
+            pathlib.Path({str(ready)!r}).write_text(cluster.tag)
+            time.sleep(600)
         """)])
     try:
         poll(lambda: ready.exists() or owner.poll() is not None, "the cluster to start")
         assert owner.poll() is None, "the owner process died before its cluster was up"
-        tag = ready.read_text()
+        yield owner, ready.read_text()
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+
+
+def test_cleanup_stale_removes_a_killed_run(slurm_ok: None, tmp_path: Path) -> None:
+    with cluster_in_another_process(tmp_path) as (owner, tag):
         owner.send_signal(signal.SIGKILL)
         owner.wait()
         assert leftovers(tag) != []  # SIGKILL runs no cleanup
         removed = cleanup_stale()
         assert any(f"slurm-{tag}-node1" in line for line in removed), removed
         assert leftovers(tag) == []
-    finally:
-        if owner.poll() is None:
-            owner.kill()
-            owner.wait()
+
+
+def test_everything_goes_after_ctrl_c(slurm_ok: None, tmp_path: Path) -> None:
+    with cluster_in_another_process(tmp_path) as (owner, tag):
+        owner.send_signal(signal.SIGINT)
+        assert owner.wait(timeout=60) != 0  # KeyboardInterrupt, after the with block's exit
+        assert leftovers(tag) == []
 
 
 # -- Parsl's SlurmProvider on the cluster -----------------------------------------------------
