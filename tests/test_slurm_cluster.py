@@ -100,6 +100,8 @@ def test_bad_cluster_arguments_are_clear_errors() -> None:
         SlurmCluster(THREE, partition="a b")
     with pytest.raises(ValueError, match="duplicate node name 'node1'"):
         SlurmCluster([ClusterNode("node1"), ClusterNode("node1")])
+    with pytest.raises(RuntimeError, match="not started"):
+        SlurmCluster(THREE).bridge_address  # noqa: B018 -- the property is what is tested
 
 
 def test_slurm_runs_and_local_runs_never_claim_each_others_objects() -> None:

@@ -116,7 +116,8 @@ class _Daemon:
     log: Path
 
     def failure(self, problem: str) -> SlurmDaemonError:
-        return SlurmDaemonError(f"{self.name} {problem}; last lines of {self.log}:\n"
+        # The log goes with the run's directory, so its lines travel in the message.
+        return SlurmDaemonError(f"{self.name} {problem}; the last lines of its log:\n"
                                 f"{_tail(self.log)}")
 
 
@@ -173,6 +174,7 @@ class SlurmCluster:
     def bridge_address(self) -> str:
         """The host's address on the nodes' bridge: slurmctld's, and where an interchange
         must listen for pools in the nodes to reach it."""
+        self.dir  # noqa: B018 -- the clear error when not started: no address is chosen yet
         return self._network.bridge_address
 
     def netns_name(self, node: str) -> str:
@@ -304,8 +306,9 @@ class SlurmCluster:
 
     def _start_munged(self) -> None:
         munge_dir = self.dir / "munge"
-        # munged refuses a socket directory that others cannot traverse (clients of every
-        # user connect to it), and a key anyone but its owner can read.
+        # munged refuses a socket whose directories others cannot traverse ("execute
+        # permissions for all required"): clients of every user connect to it. The key
+        # stays readable by root alone.
         munge_dir.mkdir(mode=0o755)
         self.dir.chmod(0o755)
         key = munge_dir / "munge.key"
