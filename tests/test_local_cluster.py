@@ -20,19 +20,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import parsl
-import psutil
 import pytest
 from parsl.config import Config
 
 from parsl_saga import local_cluster_net as net
 from parsl_saga.local_cluster import (
+    SCRATCH_PREFIX,
     ClusterNode,
     GraphNode,
     LocalClusterExecutor,
     LocalClusterProvider,
     cleanup_stale,
     cluster_executor,
-    scratch_dirs,
     work,
 )
 from parsl_saga.pools import wait_for_pools
@@ -51,21 +50,7 @@ HTEX_FAST = {"heartbeat_period": 1, "heartbeat_threshold": 5, "poll_period": 10}
 
 def leftovers(tag: str) -> list[str]:
     """Everything of run *tag* still on the machine; empty after a clean teardown."""
-    found = [f"process {p.pid} {p.info['name']}" for p in psutil.process_iter(["name"])
-             if _run_tag(p) == tag]
-    found += [f"scratch dir {d}" for d in scratch_dirs(tag)]
-    if os.geteuid() == 0:
-        found += [f"netns {ns}" for ns in net._netns_names() if tag in ns]
-        found += [f"link {name}" for name in net._link_names() if tag in name]
-        if net._record_path(tag).exists():
-            found.append(f"record {net._record_path(tag)}")
-    return found
-
-
-def _run_tag(proc: psutil.Process) -> str | None:
-    with contextlib.suppress(psutil.Error):
-        return proc.environ().get(net.RUN_ENV)
-    return None
+    return net.run_leftovers(tag, net.LOCAL, SCRATCH_PREFIX)
 
 
 def wait_for_managers(executor: LocalClusterExecutor, expected: int | set[str],

@@ -54,7 +54,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
-import psutil
 from parsl.executors import HighThroughputExecutor
 from parsl.jobs.states import JobState, JobStatus
 from parsl.providers.base import ExecutionProvider
@@ -486,32 +485,12 @@ def cleanup_stale(force: bool = False) -> list[str]:
     """Remove what crashed cluster runs left behind; return a line per removed object.
 
     A run is stale when the process that started it is gone. With ``force`` every cluster
-    run on the machine is removed, live ones included.
+    run on the machine is removed, live ones included. Slurm cluster runs are not touched:
+    they have their own names and :func:`parsl_saga.slurm_cluster.cleanup_stale`.
     """
-    removed: list[str] = []
-    tags = _stale_process_tags(force)
-    if os.geteuid() == 0:
-        tags |= net.stale_tags(force)
-    for tag in sorted(tags):
-        removed += [f"process {pid}" for pid in net.kill_run_processes(tag)]
-        removed += net.teardown_tag(tag)
-        for scratch in scratch_dirs(tag):
-            shutil.rmtree(scratch, ignore_errors=True)
-            removed.append(f"scratch dir {scratch}")
-    return removed
+    return net.cleanup_stale_runs(net.LOCAL, SCRATCH_PREFIX, force)
 
 
 def scratch_dirs(tag: str) -> list[Path]:
     """The temporary directories (pool logs) of run ``tag``."""
-    return sorted(Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{tag}-*"))
-
-
-def _stale_process_tags(force: bool) -> set[str]:
-    tags: set[str] = set()
-    for proc in psutil.process_iter(["pid"]):
-        with contextlib.suppress(psutil.Error, ValueError):
-            env = proc.environ()
-            tag = env.get(net.RUN_ENV)
-            if tag and (force or not psutil.pid_exists(int(env.get(net.OWNER_ENV, "0")))):
-                tags.add(tag)
-    return tags
+    return net.scratch_dirs(SCRATCH_PREFIX, tag)

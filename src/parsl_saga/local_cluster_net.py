@@ -13,6 +13,11 @@ Names (Linux caps interface names at 15 characters, hence the short prefixes):
 - namespace ``parsl-<tag>-<node name>``;
 - record ``/run/parsl-saga-cluster/<tag>.json``.
 
+Those are the local cluster's names (:data:`LOCAL`). Another kind of run on the same
+network code, such as the Slurm cluster, brings its own :class:`RunNaming`, so each kind's
+cleanup finds and removes only its own runs; all kinds share the record directory, so no
+two runs of any kind get the same subnet.
+
 The namespaces get no default route on purpose: the only addresses a node can reach are
 its peers and the bridge address the interchange listens on, so nothing a task does can
 send traffic anywhere else through the host.
@@ -31,6 +36,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,14 +52,53 @@ VETH_PREFIX = "psv"
 NETNS_PREFIX = "parsl-"
 TAG_LEN = 6
 _TAG = f"[0-9a-f]{{{TAG_LEN}}}"
-_BRIDGE_RE = re.compile(rf"^{BRIDGE_PREFIX}({_TAG})$")
-_VETH_RE = re.compile(rf"^{VETH_PREFIX}({_TAG})\d+$")
-_NETNS_RE = re.compile(rf"^{NETNS_PREFIX}({_TAG})-")
 
 # Environment variables every pool of a run carries, so its processes can be found again
 # (psutil reads them from /proc) even when the run that started them is gone.
 RUN_ENV = "PARSL_CLUSTER_RUN"
 OWNER_ENV = "PARSL_CLUSTER_OWNER"
+
+
+@dataclass(frozen=True)
+class RunNaming:
+    """How one kind of run names its bridge, veths, namespaces, record file and processes.
+
+    The bridge and veth prefixes must leave room for the tag (and a veth's node index)
+    within Linux's 15-character interface names.
+    """
+
+    bridge: str
+    veth: str
+    netns: str
+    record: str
+    run_env: str
+    owner_env: str
+
+    def __post_init__(self) -> None:
+        if len(self.veth) + TAG_LEN + 3 > 15 or len(self.bridge) + TAG_LEN > 15:
+            raise ValueError(f"{self}: interface name prefixes too long for 15-char names")
+
+    def bridge_of(self, tag: str) -> str:
+        return f"{self.bridge}{tag}"
+
+    def record_path(self, tag: str) -> Path:
+        return STATE_DIR / f"{self.record}{tag}.json"
+
+    def tag_of_bridge_or_veth(self, name: str) -> str | None:
+        match = (re.match(rf"^{re.escape(self.bridge)}({_TAG})$", name)
+                 or re.match(rf"^{re.escape(self.veth)}({_TAG})\d+$", name))
+        return match.group(1) if match else None
+
+    def tag_of_netns(self, name: str) -> str | None:
+        match = re.match(rf"^{re.escape(self.netns)}({_TAG})-", name)
+        return match.group(1) if match else None
+
+    def tag_of_record(self, stem: str) -> str | None:
+        match = re.match(rf"^{re.escape(self.record)}({_TAG})$", stem)
+        return match.group(1) if match else None
+
+
+LOCAL = RunNaming(BRIDGE_PREFIX, VETH_PREFIX, NETNS_PREFIX, "", RUN_ENV, OWNER_ENV)
 
 
 def new_tag() -> str:
@@ -81,11 +126,11 @@ class NodeLink:
     latency_ms: float = 0.0
     bandwidth_mbit: float | None = None
 
-    def netns(self, tag: str) -> str:
-        return f"{NETNS_PREFIX}{tag}-{self.name}"
+    def netns(self, tag: str, naming: RunNaming = LOCAL) -> str:
+        return f"{naming.netns}{tag}-{self.name}"
 
-    def veth(self, tag: str) -> str:
-        return f"{VETH_PREFIX}{tag}{self.index}"
+    def veth(self, tag: str, naming: RunNaming = LOCAL) -> str:
+        return f"{naming.veth}{tag}{self.index}"
 
     @property
     def shaped(self) -> bool:
@@ -95,10 +140,11 @@ class NodeLink:
 class ClusterNetwork:
     """The bridge, namespaces and veth pairs of one cluster run."""
 
-    def __init__(self, tag: str, links: Sequence[NodeLink]) -> None:
+    def __init__(self, tag: str, links: Sequence[NodeLink], naming: RunNaming = LOCAL) -> None:
         self.tag = tag
         self.links = list(links)
-        self.bridge = f"{BRIDGE_PREFIX}{tag}"
+        self.naming = naming
+        self.bridge = naming.bridge_of(tag)
         self.subnet: ipaddress.IPv4Network | None = None
 
     # -- addresses -------------------------------------------------------------------------
@@ -111,10 +157,10 @@ class ClusterNetwork:
         """
         # A missing record means none yet or one released by down(): choose afresh, as
         # another run may have taken the old subnet since.
-        if self.subnet is None or not _record_path(self.tag).exists():
+        if self.subnet is None or not self.naming.record_path(self.tag).exists():
             with _state_lock():
                 self.subnet = _free_subnet(self.tag)
-                _write_record(self.tag, self.subnet)
+                _write_record(self.naming.record_path(self.tag), self.tag, self.subnet)
         return self.bridge_address
 
     @property
@@ -132,7 +178,7 @@ class ClusterNetwork:
         self.reserve()
         assert self.subnet is not None
         if any(link.latency_ms > 0 for link in self.links):
-            _check_netem(self.tag)
+            _check_netem(self.tag, self.naming)
         prefix = self.subnet.prefixlen
         _run("ip", "link", "add", self.bridge, "type", "bridge")
         _run("ip", "addr", "add", f"{self.bridge_address}/{prefix}", "dev", self.bridge)
@@ -141,7 +187,7 @@ class ClusterNetwork:
             self._node_up(link, prefix)
 
     def _node_up(self, link: NodeLink, prefix: int) -> None:
-        ns, veth = link.netns(self.tag), link.veth(self.tag)
+        ns, veth = self.netns(link), link.veth(self.tag, self.naming)
         _run("ip", "netns", "add", ns)
         # The peer is created inside the namespace directly and named eth0 there, so no
         # interface with a clashing name ever exists on the host.
@@ -160,15 +206,25 @@ class ClusterNetwork:
     def down(self) -> list[str]:
         """Remove everything this run created; safe to call repeatedly. Returns what it removed."""
         # The subnet stays known (for reports after close); the record releases it.
-        return teardown_tag(self.tag)
+        return teardown_tag(self.tag, self.naming)
 
-    def wrap(self, link: NodeLink, argv: Sequence[str]) -> list[str]:
+    def netns(self, link: NodeLink) -> str:
+        """The name of *link*'s node's network namespace."""
+        return link.netns(self.tag, self.naming)
+
+    def wrap(self, link: NodeLink, argv: Sequence[str], *, host_sys: bool = False) -> list[str]:
         """The command line that runs *argv* inside the node's namespace under its host name.
 
         ``ip netns exec`` and ``unshare`` both exec, and ``sh`` execs the command, so the pid
         the caller starts is the pool's own and its process group is the pool's.
+
+        ``ip netns exec`` also mounts a fresh /sys for the namespace, which hides the host's
+        /sys/fs/cgroup; with *host_sys* the command enters the namespace with ``nsenter``
+        instead and keeps the host's /sys (slurmd will not start without its cgroups).
         """
-        return ["ip", "netns", "exec", link.netns(self.tag), "unshare", "--uts", "--",
+        enter = (["nsenter", f"--net=/run/netns/{self.netns(link)}"] if host_sys
+                 else ["ip", "netns", "exec", self.netns(link)])
+        return [*enter, "unshare", "--uts", "--",
                 "sh", "-c", 'hostname "$0" && exec "$@"', link.name, *argv]
 
 
@@ -187,14 +243,14 @@ def _qdisc_args(link: NodeLink) -> list[str]:
     return ["tbf", "rate", f"{link.bandwidth_mbit}mbit", "burst", str(burst), "latency", "50ms"]
 
 
-def _check_netem(tag: str) -> None:
+def _check_netem(tag: str, naming: RunNaming) -> None:
     """Fail before building anything when the kernel cannot shape links."""
     if shutil.which("tc") is None:
         raise RuntimeError("latency_ms needs `tc` (iproute2) on PATH")
     # A throwaway veth pair (dummy devices may be missing too) named like a node's, with an
     # index no node gets, so cleanup of this run removes it even after a crash right here.
-    probe = f"{VETH_PREFIX}{tag}999"
-    _run("ip", "link", "add", probe, "type", "veth", "peer", "name", f"{VETH_PREFIX}{tag}998")
+    probe = f"{naming.veth}{tag}999"
+    _run("ip", "link", "add", probe, "type", "veth", "peer", "name", f"{naming.veth}{tag}998")
     try:
         proc = _run("tc", "qdisc", "add", "dev", probe, "root", "netem", "delay", "1ms",
                     check=False)
@@ -220,16 +276,17 @@ def _state_lock() -> Iterator[None]:
 
 
 def _record_path(tag: str) -> Path:
-    return STATE_DIR / f"{tag}.json"
+    return LOCAL.record_path(tag)
 
 
-def _write_record(tag: str, subnet: ipaddress.IPv4Network) -> None:
+def _write_record(path: Path, tag: str, subnet: ipaddress.IPv4Network) -> None:
     me = psutil.Process()
     record = {"tag": tag, "subnet": str(subnet), "pid": me.pid, "started": me.create_time()}
-    _record_path(tag).write_text(json.dumps(record))
+    path.write_text(json.dumps(record))
 
 
 def _records() -> dict[str, dict[str, object]]:
+    """Every run's record, of every kind, by file stem."""
     out: dict[str, dict[str, object]] = {}
     if STATE_DIR.is_dir():
         for path in STATE_DIR.glob("*.json"):
@@ -287,25 +344,25 @@ def _link_names() -> list[str]:
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line]
 
 
-def kill_run_processes(tag: str) -> list[int]:
+def kill_run_processes(tag: str, naming: RunNaming = LOCAL) -> list[int]:
     """SIGKILL every process that carries the run's tag in its environment."""
     killed: list[psutil.Process] = []
     for proc in psutil.process_iter(["pid"]):
         with contextlib.suppress(psutil.Error):
-            if proc.pid != os.getpid() and proc.environ().get(RUN_ENV) == tag:
+            if proc.pid != os.getpid() and proc.environ().get(naming.run_env) == tag:
                 proc.kill()
                 killed.append(proc)
     psutil.wait_procs(killed, timeout=5)
     return [proc.pid for proc in killed]
 
 
-def teardown_tag(tag: str) -> list[str]:
+def teardown_tag(tag: str, naming: RunNaming = LOCAL) -> list[str]:
     """Remove the namespaces, veths, bridge and record of run *tag*; idempotent."""
     removed: list[str] = []
     if os.geteuid() != 0:
         return removed
     for ns in _netns_names():
-        if ns.startswith(f"{NETNS_PREFIX}{tag}-"):
+        if naming.tag_of_netns(ns) == tag:
             # A namespace lives on while any process is in it, so empty it first.
             pids = _run("ip", "netns", "pids", ns, check=False).stdout.split()
             for pid in pids:
@@ -316,22 +373,76 @@ def teardown_tag(tag: str) -> list[str]:
     # Deleting a namespace deletes its veth peer and with it the host end; these catch
     # the ends of a setup that failed half way. Their qdiscs go with the device.
     for name in _link_names():
-        is_veth = _VETH_RE.match(name) is not None and name[3:3 + TAG_LEN] == tag
-        if name == f"{BRIDGE_PREFIX}{tag}" or is_veth:
+        if naming.tag_of_bridge_or_veth(name) == tag:
             _run("ip", "link", "del", name, check=False)
             removed.append(f"link {name}")
     with contextlib.suppress(FileNotFoundError):
-        _record_path(tag).unlink()
+        naming.record_path(tag).unlink()
     return removed
 
 
-def stale_tags(force: bool = False) -> set[str]:
-    """Tags of runs whose owner is gone (all runs with *force*)."""
-    records = _records()
-    found = {m.group(1) for ns in _netns_names() if (m := _NETNS_RE.match(ns))}
-    found |= {m.group(1) for name in _link_names()
-              if (m := _BRIDGE_RE.match(name) or _VETH_RE.match(name))}
+def stale_tags(force: bool = False, naming: RunNaming = LOCAL) -> set[str]:
+    """Tags of runs of this kind whose owner is gone (all its runs with *force*)."""
+    records = {tag: record for stem, record in _records().items()
+               if (tag := naming.tag_of_record(stem)) is not None}
+    found = {tag for ns in _netns_names() if (tag := naming.tag_of_netns(ns))}
+    found |= {tag for name in _link_names() if (tag := naming.tag_of_bridge_or_veth(name))}
     found |= set(records)
     # Without a record nothing claims the objects: the record is written before any of them.
     return {tag for tag in found if force or tag not in records
             or not owner_alive(records[tag].get("pid"), records[tag].get("started"))}
+
+
+def stale_process_tags(force: bool = False, naming: RunNaming = LOCAL) -> set[str]:
+    """Tags that processes of this kind of run carry, whose owner process is gone."""
+    tags: set[str] = set()
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.Error, ValueError):
+            env = proc.environ()
+            tag = env.get(naming.run_env)
+            if tag and (force or not psutil.pid_exists(int(env.get(naming.owner_env, "0")))):
+                tags.add(tag)
+    return tags
+
+
+def scratch_dirs(scratch_prefix: str, tag: str) -> list[Path]:
+    """The temporary directories run *tag* made with ``mkdtemp(prefix=scratch_prefix+tag+'-')``."""
+    return sorted(Path(tempfile.gettempdir()).glob(f"{scratch_prefix}{tag}-*"))
+
+
+def run_leftovers(tag: str, naming: RunNaming, scratch_prefix: str) -> list[str]:
+    """Everything of run *tag* still on the machine: its processes, scratch directories,
+    namespaces, links and record. Empty after a clean teardown."""
+    found: list[str] = []
+    for proc in psutil.process_iter(["name"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.pid != os.getpid() and proc.environ().get(naming.run_env) == tag:
+                found.append(f"process {proc.pid} {proc.info['name']}")
+    found += [f"scratch dir {d}" for d in scratch_dirs(scratch_prefix, tag)]
+    if os.geteuid() == 0:
+        found += [f"netns {ns}" for ns in _netns_names() if naming.tag_of_netns(ns) == tag]
+        found += [f"link {name}" for name in _link_names()
+                  if naming.tag_of_bridge_or_veth(name) == tag]
+        if naming.record_path(tag).exists():
+            found.append(f"record {naming.record_path(tag)}")
+    return found
+
+
+def cleanup_stale_runs(naming: RunNaming, scratch_prefix: str, force: bool = False) -> list[str]:
+    """Remove what crashed runs of one kind left behind; return a line per removed object.
+
+    A run is stale when the process that started it is gone; with *force* every run of the
+    kind is removed, live ones included. Its processes go first, so that nothing holds a
+    namespace open or writes to a scratch directory while they are removed.
+    """
+    removed: list[str] = []
+    tags = stale_process_tags(force, naming)
+    if os.geteuid() == 0:
+        tags |= stale_tags(force, naming)
+    for tag in sorted(tags):
+        removed += [f"process {pid}" for pid in kill_run_processes(tag, naming)]
+        removed += teardown_tag(tag, naming)
+        for scratch in scratch_dirs(scratch_prefix, tag):
+            shutil.rmtree(scratch, ignore_errors=True)
+            removed.append(f"scratch dir {scratch}")
+    return removed
