@@ -29,6 +29,7 @@ import parsl
 import pytest
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
+from parsl.executors.node_affinity import placeholder_node
 from parsl.providers import SlurmProvider
 
 from parsl_saga import local_cluster_net as net
@@ -223,15 +224,18 @@ def test_everything_goes_after_ctrl_c(slurm_ok: None, tmp_path: Path) -> None:
 # -- Parsl's SlurmProvider on the cluster -----------------------------------------------------
 
 
-def slurm_executor(cluster: SlurmCluster, blocks: int) -> HighThroughputExecutor:
-    """HTEx on Parsl's own SlurmProvider: one node per block, pools named after their node."""
+def slurm_executor(cluster: SlurmCluster, blocks: int, partition: bool = True,
+                   **htex: Any) -> HighThroughputExecutor:
+    """HTEx on Parsl's own SlurmProvider: one node per block, pools named after their node.
+    Without *partition*, jobs go to the cluster's default partition, which the provider
+    then does not know."""
     provider = SlurmProvider(
-        partition=cluster.partition, nodes_per_block=1, init_blocks=blocks,
-        min_blocks=blocks, max_blocks=blocks, walltime="00:10:00",
+        partition=cluster.partition if partition else None, nodes_per_block=1,
+        init_blocks=blocks, min_blocks=blocks, max_blocks=blocks, walltime="00:10:00",
         # The fork's pools report PARSL_NODE_NAME; Slurm names the node in SLURMD_NODENAME.
         worker_init="export PARSL_NODE_NAME=$SLURMD_NODENAME")
     return HighThroughputExecutor(label="slurm", address=cluster.bridge_address,
-                                  provider=provider, **HTEX_FAST)
+                                  provider=provider, **{**HTEX_FAST, **htex})
 
 
 def wait_for_nodes(executor: HighThroughputExecutor, count: int) -> set[str]:
@@ -268,9 +272,9 @@ def test_slurm_provider_runs_every_task_on_the_cluster(
 
 def test_scancel_of_a_block_mid_run_does_not_hang(
         cluster: SlurmCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """What stock Parsl does when a block's job is cancelled under it: every task ends
-    (result or error) and the test does not hang. Losing no task is for later in the
-    series; this records today's behaviour."""
+    """Unpinned tasks when a block's job is cancelled under them, as in stock Parsl:
+    every task ends (result, or ManagerLost for those running there) and the test does
+    not hang. Planned (pinned) tasks lose nothing: test_scancel_of_a_planned_nodes_job."""
     executor = slurm_executor(cluster, blocks=3)
     with parsl.load(Config(executors=[executor], run_dir=str(tmp_path))):
         wait_for_nodes(executor, 3)
@@ -302,3 +306,112 @@ def busy_manager(executor: HighThroughputExecutor) -> dict[str, Any]:
 def outcome(future: Future[dict[str, str]]) -> str:
     error = future.exception()
     return future.result()["host"] if error is None else type(error).__name__
+
+
+# -- planning on Slurm (the fork's SlurmProvider.get_graph_nodes and placeholder binding) ----
+
+
+def submit_fan(width: int) -> dict[int, Future[dict[str, str]]]:
+    """A root, *width* tasks of different costs after it, and a join, by task id."""
+    def spec(cost: float) -> dict[str, object]:
+        return {"cost": cost}
+    root = identity(0.2, parsl_resource_specification=spec(0.2))
+    middle = [identity(0.3 * (1 + i % 3), parsl_resource_specification=spec(0.3 * (1 + i % 3)),
+                       inputs=[root]) for i in range(width)]
+    join = identity(0.2, parsl_resource_specification=spec(0.2), inputs=middle)
+    return {f.tid: f for f in (root, *middle, join)}
+
+
+def assert_on_node(cluster: SlurmCluster, where: dict[str, str], node: str) -> None:
+    assert where["host"] == where["SLURMD_NODENAME"] == where["PARSL_NODE_NAME"] == node
+    assert where["netns"] == netns_of(cluster, node)
+
+
+def bindings(executor: HighThroughputExecutor) -> dict[str, str]:
+    return {m["placeholder"]: m["node_name"] for m in executor.connected_managers()
+            if m["placeholder"] is not None}
+
+
+def test_a_planned_workflow_runs_on_the_partitions_nodes_by_name(
+        cluster: SlurmCluster, tmp_path: Path) -> None:
+    """The partition has exactly the nodes the blocks fill: the plan names them, with
+    their sinfo speeds, and every task runs on its planned node."""
+    executor = slurm_executor(cluster, blocks=3)
+    config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
+                    saga_scheduler="heft")
+    with parsl.load(config) as dfk:
+        wait_for_nodes(executor, 3)
+        by_id = submit_fan(9)
+        plan = dfk.execute()
+        results = {tid: f.result(timeout=120) for tid, f in by_id.items()}
+    speeds = {t.node: t.speed for t in plan.tasks.values()}
+    assert speeds.keys() <= {n.name for n in THREE}
+    assert all(speeds[n.name] == n.speed for n in THREE if n.name in speeds)
+    assert len(speeds) >= 2, f"the plan used one node only: {speeds}"
+    for tid, where in results.items():
+        assert_on_node(cluster, where, plan.assignments[tid])
+
+
+@pytest.mark.parametrize("pools_first", [True, False], ids=["pools-then-plan", "plan-then-pools"])
+def test_a_planned_workflow_on_placeholder_nodes_follows_the_binding(
+        cluster: SlurmCluster, tmp_path: Path, pools_first: bool) -> None:
+    """The provider does not know the partition: the plan is made on placeholder nodes,
+    which the interchange binds to the nodes whose pools register, one each; every task
+    runs on the node its placeholder is bound to, checked by host name and namespace.
+    Planning before any pool has registered works the same way."""
+    executor = slurm_executor(cluster, blocks=3, partition=False, node_affinity_grace_period=600)
+    config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
+                    saga_scheduler="heft")
+    with parsl.load(config) as dfk:
+        if pools_first:
+            wait_for_nodes(executor, 3)
+        by_id = submit_fan(9)
+        plan = dfk.execute()
+        results = {tid: f.result(timeout=120) for tid, f in by_id.items()}
+        bound = bindings(executor)
+    assert set(plan.assignments.values()) <= {placeholder_node(i) for i in range(3)}
+    assert sorted(bound) == [placeholder_node(i) for i in range(3)]
+    assert sorted(bound.values()) == [n.name for n in THREE], "one placeholder per node"
+    for tid, where in results.items():
+        assert_on_node(cluster, where, bound[plan.assignments[tid]])
+
+
+@pytest.mark.parametrize("policy", ["soft", "strict"])
+def test_scancel_of_a_planned_nodes_job(cluster: SlurmCluster, tmp_path: Path, policy: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Cancel the job of a node with planned work running and queued. Soft: every task
+    still completes, with Parsl's default retries=0 (the running ones run again
+    elsewhere, the queued ones are unpinned after the grace period). Strict: the tasks
+    planned there fail clearly (ManagerLost while running, NodeUnavailable while queued);
+    every other task completes on its planned node."""
+    executor = slurm_executor(cluster, blocks=3, node_affinity_policy=policy,
+                              node_affinity_grace_period=3)
+    config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
+                    saga_scheduler="heft")
+    with parsl.load(config) as dfk:
+        wait_for_nodes(executor, 3)
+        by_id = {f.tid: f for f in (identity(2.0, parsl_resource_specification={"cost": 2.0})
+                                    for _ in range(12))}
+        plan = dfk.execute()
+        victim = busy_manager(executor)
+        job = executor.blocks_to_job_id[victim["block_id"]]
+        cluster.run("scancel", job)
+        _, pending = concurrent.futures.wait(list(by_id.values()), timeout=240)
+    assert not pending, f"{len(pending)} tasks never ended after scancel"
+    lost = victim["node_name"]
+    outcomes = {tid: outcome(f) for tid, f in by_id.items()}
+    with capsys.disabled():
+        planned_there = sorted(t for t, n in plan.assignments.items() if n == lost)
+        print(f"\n{policy}: cancelled job {job} of {lost}; planned there: {planned_there};"
+              f" outcomes: {outcomes}")
+    for tid, f in by_id.items():
+        planned = plan.assignments[tid]
+        if policy == "soft":
+            error = f.exception()
+            assert error is None, f"task {tid} (planned on {planned}) was lost: {error!r}"
+        elif planned == lost:
+            assert outcomes[tid] in {lost, "ManagerLost", "NodeUnavailable"}, outcomes[tid]
+        else:
+            assert_on_node(cluster, f.result(), planned)
+    if policy == "strict":
+        assert {"ManagerLost", "NodeUnavailable"} & set(outcomes.values()), outcomes

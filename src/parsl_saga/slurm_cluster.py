@@ -430,9 +430,11 @@ def speed_feature(speed: float) -> str:
 
 
 def node_identity(work_s: float = 0.0,
-                  parsl_resource_specification: dict[str, object] | None = None
-                  ) -> dict[str, str]:
+                  parsl_resource_specification: dict[str, object] | None = None,
+                  inputs: Sequence[object] = ()) -> dict[str, str]:
     """Do *work_s* seconds of reference-speed work (:func:`work`), then say where it ran.
+
+    *inputs* are only waited for (Parsl resolves futures passed there), to build DAGs.
 
     Host name, network namespace (``net:[inode]``, as ``readlink /proc/self/ns/net``
     shows it) and the Slurm and Parsl variables of the job. Importable by worker pools,
