@@ -29,6 +29,7 @@ import parsl
 import pytest
 from parsl.config import Config
 from parsl.executors import HighThroughputExecutor
+from parsl.executors.high_throughput.errors import NodeUnavailable
 from parsl.executors.node_affinity import placeholder_node
 from parsl.providers import SlurmProvider
 
@@ -344,9 +345,9 @@ def test_a_planned_workflow_runs_on_the_partitions_nodes_by_name(
         by_id = submit_fan(9)
         plan = dfk.execute()
         results = {tid: f.result(timeout=120) for tid, f in by_id.items()}
-    speeds = {t.node: t.speed for t in plan.tasks.values()}
+    speeds = {t.node: (t.speed, t.speed_source) for t in plan.tasks.values()}
     assert speeds.keys() <= {n.name for n in THREE}
-    assert all(speeds[n.name] == n.speed for n in THREE if n.name in speeds)
+    assert all(speeds[n.name] == (n.speed, "provider") for n in THREE if n.name in speeds)
     assert len(speeds) >= 2, f"the plan used one node only: {speeds}"
     for tid, where in results.items():
         assert_on_node(cluster, where, plan.assignments[tid])
@@ -370,6 +371,8 @@ def test_a_planned_workflow_on_placeholder_nodes_follows_the_binding(
         results = {tid: f.result(timeout=120) for tid, f in by_id.items()}
         bound = bindings(executor)
     assert set(plan.assignments.values()) <= {placeholder_node(i) for i in range(3)}
+    # Nothing reports a placeholder's speed, and no history is kept for one.
+    assert {(t.speed, t.speed_source) for t in plan.tasks.values()} == {(1.0, "default")}
     assert sorted(bound) == [placeholder_node(i) for i in range(3)]
     assert sorted(bound.values()) == [n.name for n in THREE], "one placeholder per node"
     for tid, where in results.items():
@@ -415,3 +418,37 @@ def test_scancel_of_a_planned_nodes_job(cluster: SlurmCluster, tmp_path: Path, p
             assert_on_node(cluster, f.result(), planned)
     if policy == "strict":
         assert {"ManagerLost", "NodeUnavailable"} & set(outcomes.values()), outcomes
+
+
+@pytest.mark.parametrize("policy", ["soft", "strict"])
+def test_a_block_whose_job_stays_pending_is_an_unavailable_node(
+        cluster: SlurmCluster, tmp_path: Path, policy: str) -> None:
+    """Four exclusive blocks on three nodes: the fourth job stays PENDING, so its
+    placeholder is never bound. After the grace period its tasks run elsewhere (soft) or
+    fail with NodeUnavailable naming it (strict); every other task runs on its bound node."""
+    executor = slurm_executor(cluster, blocks=4, node_affinity_policy=policy,
+                              node_affinity_grace_period=3)
+    config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
+                    saga_scheduler="heft")
+    with parsl.load(config) as dfk:
+        wait_for_nodes(executor, 3)
+        by_id = {f.tid: f for f in (identity(0.5, parsl_resource_specification={"cost": 0.5})
+                                    for _ in range(12))}
+        plan = dfk.execute()
+        _, pending = concurrent.futures.wait(list(by_id.values()), timeout=240)
+        bound = bindings(executor)
+        states = sorted(cluster.job_state(job) for job in executor.blocks_to_job_id.values())
+    assert not pending, f"{len(pending)} tasks never ended"
+    assert states == ["PENDING", "RUNNING", "RUNNING", "RUNNING"]
+    unbound = {placeholder_node(i) for i in range(4)} - set(bound)
+    assert len(unbound) == 1
+    assert unbound <= set(plan.assignments.values()), "the plan used every placeholder"
+    for tid, f in by_id.items():
+        planned = plan.assignments[tid]
+        if planned in bound:
+            assert_on_node(cluster, f.result(), bound[planned])
+        elif policy == "soft":
+            assert f.result()["host"] in {n.name for n in THREE}
+        else:
+            error = f.exception()
+            assert isinstance(error, NodeUnavailable) and repr(planned) in str(error), error
