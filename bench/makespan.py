@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -175,10 +176,19 @@ def python_for(config: str) -> Path:
 
 def run_config(config: str, cases: list[dict[str, Any]], slots: int, rounds: int
                ) -> list[dict[str, Any]]:
+    return run_child(__file__, config, cases, ["--slots", str(slots), "--rounds", str(rounds)])
+
+
+def run_child(script: str, config: str, cases: list[dict[str, Any]], args: list[str],
+              env: Mapping[str, str] | None = None, timeout_s: float = 3600
+              ) -> list[dict[str, Any]]:
+    """Run ``script --child config --cases <file> *args`` in *config*'s interpreter (stock
+    Parsl's or the fork's), with *env* added to this environment; the JSON lines it prints.
+    """
     python = python_for(config)
     # Workers unpickle parsl_saga.apps' sleep_task by reference, and stock Parsl's
     # environment does not have this project installed.
-    env = {**os.environ,
+    env = {**os.environ, **(env or {}),
            "PYTHONPATH": str(ROOT / "src"),
            # Stock HTEx starts its interchange and pools as scripts on PATH.
            "PATH": f"{python.parent}{os.pathsep}{os.environ['PATH']}"}
@@ -186,9 +196,8 @@ def run_config(config: str, cases: list[dict[str, Any]], slots: int, rounds: int
         json.dump(cases, f)
         f.flush()
         proc = subprocess.run(
-            [str(python), __file__, "--child", config, "--cases", f.name,
-             "--slots", str(slots), "--rounds", str(rounds)],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+            [str(python), script, "--child", config, "--cases", f.name, *args],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         raise RuntimeError(f"{config} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -196,18 +205,23 @@ def run_config(config: str, cases: list[dict[str, Any]], slots: int, rounds: int
 
 def make_cases(target: float, cluster: Cluster) -> list[dict[str, Any]]:
     """Each trace with the scale that puts its lower bound at *target* seconds."""
-    cases = []
-    for path in traces():
-        graph = read_trace(path)
-        scale = target / lower_bound(scaled(graph, 1.0), cluster)
-        run = scaled(graph, scale)
-        cases.append({"trace": path.stem.split("-chameleon")[0], "path": str(path),
-                      "scale": scale, "tasks": len(graph),
-                      "edges": sum(len(p) for _, p in graph.values()),
-                      "lower_bound": lower_bound(run, cluster),
-                      "critical_path": critical_path(run),
-                      "work": sum(c for c, _ in run.values())})
-    return cases
+    return [make_case(path, target, cluster) for path in traces()]
+
+
+def make_case(path: Path, target: float, cluster: Cluster) -> dict[str, Any]:
+    """The trace at *path* with the scale that puts its lower bound at *target* seconds."""
+    graph = read_trace(path)
+    scale = target / lower_bound(scaled(graph, 1.0), cluster)
+    run = scaled(graph, scale)
+    return {"trace": trace_name(path), "path": str(path), "scale": scale,
+            "tasks": len(graph), "edges": sum(len(p) for _, p in graph.values()),
+            "lower_bound": lower_bound(run, cluster), "critical_path": critical_path(run),
+            "work": sum(c for c, _ in run.values())}
+
+
+def trace_name(path: Path) -> str:
+    """A trace's short name: its workflow family, e.g. ``epigenomics``."""
+    return path.stem.split("-chameleon")[0]
 
 
 def best_schedules(cases: list[dict[str, Any]], cluster: Cluster, seconds: float) -> None:

@@ -10,6 +10,7 @@ reported as not run, never filled from an older file.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -503,12 +504,90 @@ def submit_cost_section(data: dict[str, Any]) -> list[str]:
             f"Planned / unplanned (medians): **{x(data['ratio'])}**.", ""]
 
 
+# -- makespan on Slurm ----------------------------------------------------------------------
+
+SLURM_TITLE = "## 8. Makespan on Slurm: stock Parsl and the fork through the same SlurmProvider"
+
+
+def slurm_section(data: dict[str, Any]) -> list[str]:
+    if "skipped" in data:
+        return [SLURM_TITLE, "", f"Not measured: `bench/slurm_makespan.py` was skipped on this "
+                f"machine: {data['skipped']}.", ""]
+    runs = data["runs"]
+    by_config = {k: [r for r in runs if r["config"] == k] for k in data["configs"]}
+    stock, fork = by_config["stock"], by_config["fork-heft"]
+    on_plan = sum(r["off_plan"] == 0 for r in fork)
+    names = ", ".join(n["name"] for n in data["nodes"])
+    speeds = ", ".join(f"{n['speed']:g}" for n in data["nodes"])
+    plan_nodes = {node: speed for r in fork for node, speed in r["plan_nodes"].items()}
+
+    def seconds(rs: list[dict[str, Any]], key: str) -> str:
+        return spread([r[key] for r in rs], "{:.1f}")
+
+    return [SLURM_TITLE, "",
+            "`bench/slurm_makespan.py`: one real Slurm cluster on this machine "
+            "(`src/parsl_saga/slurm_cluster.py`: slurmctld, one slurmd per node in its own "
+            f"network namespace; nodes {names} at speeds {speeds}, as node feature `speed_X` and "
+            "`PARSL_NODE_SPEED` in every job) for the whole step. Each run is a fresh "
+            "interpreter and DFK whose HighThroughputExecutor gets one exclusive node per "
+            "block from Parsl's own `SlurmProvider` on the cluster's partition, as many blocks "
+            "as nodes; both configurations use the same settings. *Stock Parsl* is the pinned "
+            "upstream release (`.cache/baseline`); *fork + HEFT* plans the whole trace with "
+            '`saga_scheduler="heft"` and each task\'s exact cost as its hint, on the nodes '
+            f"`SlurmProvider.get_graph_nodes()` reads from `sinfo`. {run_order(runs)}; "
+            "timing starts once every block's pool "
+            "has registered and every worker has run a warm-up task, so block start-up is not "
+            "in the makespan (first submit to last result, as in section 1). Figures: median "
+            "(range) in seconds.", "",
+            *table(["trace", "tasks", "scale", "lower bound", "cluster", "runs each",
+                    "stock Parsl", "fork + HEFT", "stock / fork", "fork runs all on plan"],
+                   [slurm_row(data)]),
+            "The plan named the Slurm nodes, with the speeds `sinfo` gave: "
+            + ", ".join(f"{node} {speed:g}" for node, speed in sorted(plan_nodes.items()))
+            + f". In {on_plan} of {len(fork)} fork runs every task ran on its planned node "
+            "(each task returns its pool's `PARSL_NODE_NAME`, Slurm's `SLURMD_NODENAME`)"
+            + ("." if on_plan == len(fork)
+               else f"; tasks off plan per run: {[r['off_plan'] for r in fork]}.")
+            + f" HEFT's planned makespan: {spread([r['planned'] for r in fork])} s; measured "
+            f"from the plan's launch: {spread([r['actual_from_launch'] for r in fork])} s.", "",
+            "Not in the makespan: block start-up, from `parsl.load` until every block's pool "
+            f"had registered: {seconds(stock, 'startup_s')} s for stock Parsl, "
+            f"{seconds(fork, 'startup_s')} s for the fork.", ""]
+
+
+def run_order(runs: list[dict[str, Any]]) -> str:
+    """How the runs followed each other: alternating configurations, or the order itself."""
+    order = [r["config"] for r in runs]
+    if all(a != b for a, b in itertools.pairwise(order)):
+        return f"The {len(order)} runs alternate, {LABELS[order[0]]} first"
+    return f"Runs in this order: {', '.join(order)}"
+
+
+def slurm_row(data: dict[str, Any]) -> list[object]:
+    """The Slurm table's row: the trace, the cluster's shape, both configurations'
+    makespans (median and range), their ratio (of medians), and the fork's runs in which
+    every task ran on its planned node."""
+    case = data["case"]
+    makespans = {k: [r["makespan"] for r in data["runs"] if r["config"] == k]
+                 for k in ("stock", "fork-heft")}
+    fork = [r for r in data["runs"] if r["config"] == "fork-heft"]
+    speeds = ", ".join(f"{n['speed']:g}" for n in data["nodes"])
+    workers = "/".join(str(w) for w in sorted({n["workers"] for n in data["nodes"]}))
+    ratio = statistics.median(makespans["stock"]) / statistics.median(makespans["fork-heft"])
+    return [case["trace"], case["tasks"], f"{case['scale']:.4g}", f"{case['lower_bound']:.2f}",
+            f"{len(data['nodes'])} nodes, speeds {speeds}, {workers} worker(s) each",
+            "/".join(str(len(v)) for v in makespans.values()),
+            spread(makespans["stock"]), spread(makespans["fork-heft"]), x(ratio),
+            f"{sum(r['off_plan'] == 0 for r in fork)} of {len(fork)}"]
+
+
 # -- the report ------------------------------------------------------------------------------
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "makespan": makespan_section, "scheduler_cost": scheduler_section,
     "generated": generated_section, "lambda_hat_routing": routing_section,
-    "saga_heft_speed": saga_speed_section, "submit_cost": submit_cost_section}
+    "saga_heft_speed": saga_speed_section, "submit_cost": submit_cost_section,
+    "slurm_makespan": slurm_section}
 
 
 def header(run: dict[str, Any]) -> list[str]:
@@ -550,7 +629,7 @@ def render() -> str:
     if "makespan" in present or "interchange_throughput" in present:
         lines += overhead_section(present.get("makespan"), present.get("interchange_throughput"))
     for name in ("scheduler_cost", "generated", "lambda_hat_routing", "saga_heft_speed",
-                 "submit_cost"):
+                 "submit_cost", "slurm_makespan"):
         if name in present:
             lines += SECTIONS[name](present[name])
     missing = [s["name"] for s in run["steps"] if not s["ok"]]

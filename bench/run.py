@@ -33,6 +33,9 @@ STEPS = [
     ("submit_cost", "submit_cost.py", True),
     # SAGA's own HEFT, pinned upstream against our SAGA series (issue 9's speed patches).
     ("saga_heft_speed", "saga_heft_speed.py", True),
+    # A shared trace on a real Slurm cluster, stock Parsl against the fork's plan (issue 18);
+    # about 10 minutes (3 in quick mode). Writes a skipped result where Slurm cannot run.
+    ("slurm_makespan", "slurm_makespan.py", True),
     # The LLC workflow twice (about 8 minutes on 2 cores) and it has no quick setting.
     ("lambda_hat_routing", "lambda_hat_routing.py", False),
 ]

@@ -75,3 +75,46 @@ def test_without_ties_nudges_every_cost_and_speed_apart() -> None:
     assert np.allclose(nudged.costs, instance.costs, rtol=1e-6, atol=0)
     assert np.allclose(nudged.speeds, instance.speeds, rtol=1e-6, atol=0)
     assert nudged.edges == instance.edges
+
+
+def test_slurm_runs_take_turns() -> None:
+    from slurm_makespan import alternating
+
+    assert alternating(("stock", "fork-heft"), 3) == ["stock", "fork-heft"] * 3
+    assert alternating(("stock", "fork-heft"), 0) == []
+
+
+def slurm_result(stock: list[float], fork: list[float], off_plan: list[int]) -> dict:
+    nodes = [{"name": f"node-{c}", "workers": 2, "speed": s}
+             for c, s in zip("abcd", (1.0, 1.0, 2.0, 4.0), strict=True)]
+    runs = [{"config": "stock", "makespan": m} for m in stock]
+    runs += [{"config": "fork-heft", "makespan": m, "off_plan": o}
+             for m, o in zip(fork, off_plan, strict=True)]
+    return {"configs": ["stock", "fork-heft"], "nodes": nodes, "runs": runs,
+            "case": {"trace": "epigenomics", "tasks": 41, "scale": 0.445, "lower_bound": 15.0}}
+
+
+def test_slurm_row_has_medians_ranges_their_ratio_and_the_runs_on_plan() -> None:
+    from report import slurm_row
+
+    row = slurm_row(slurm_result([30.0, 20.0, 40.0], [10.0, 12.0, 11.0], [0, 2, 0]))
+    assert row == ["epigenomics", 41, "0.445", "15.00",
+                   "4 nodes, speeds 1, 1, 2, 4, 2 worker(s) each", "3/3",
+                   "30.00 (20.00-40.00)", "11.00 (10.00-12.00)", "2.73x", "2 of 3"]
+
+
+def test_a_skipped_slurm_step_says_why_and_shows_no_figures() -> None:
+    from report import slurm_section
+
+    text = "\n".join(slurm_section({"skipped": "a SlurmCluster needs root; run as root"}))
+    assert "skipped on this machine: a SlurmCluster needs root; run as root." in text
+    assert "|" not in text
+
+
+def test_the_report_says_whether_runs_alternated() -> None:
+    from report import run_order
+
+    runs = [{"config": c} for c in ("stock", "fork-heft", "stock", "fork-heft")]
+    assert run_order(runs) == "The 4 runs alternate, stock Parsl first"
+    assert run_order(runs[:1] + runs) == ("Runs in this order: stock, stock, fork-heft, "
+                                          "stock, fork-heft")
