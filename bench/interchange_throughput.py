@@ -61,7 +61,7 @@ def child(tasks: int, pinned: bool, batches: int) -> None:
         for _ in range(batches):
             start = time.perf_counter()
             futures = [noop(parsl_resource_specification={
-                "_saga_node_affinity": f"node{i % POOLS}"}) if pinned else noop()
+                "node_affinity": f"node{i % POOLS}"}) if pinned else noop()
                 for i in range(tasks)]
             for f in futures:
                 f.result()

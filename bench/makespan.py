@@ -11,7 +11,7 @@ cluster runs every trace ``--rounds`` times, also interleaved):
 - ``stock``: the pinned upstream Parsl, unpatched, in its own environment
   (.cache/baseline, built by scripts/parsl_suite.py): HTEx hands each ready task to a
   random pool with a free worker;
-- ``fork-heft``, ``fork-cpop``: the fork with ``Config(saga_scheduler=...)``, the whole
+- ``fork-heft``, ``fork-cpop``: the fork with ``Config(dag_scheduler=...)``, the whole
   trace submitted deferred in ``with dfk.planned():`` with per-task ``cost`` hints;
 - ``fork-none`` (full mode): the fork with no scheduler, as stock.
 
@@ -154,7 +154,7 @@ def child(config: str, cases: list[dict[str, Any]], slots: int, rounds: int) -> 
              for name, speed in zip(cluster.node_names, cluster.speeds, strict=True)]
     executor = cluster_executor("cluster", nodes)
     scheduler = SCHEDULERS[config]
-    planning = {"saga_scheduler": scheduler} if scheduler else {}
+    planning = {"dag_scheduler": scheduler} if scheduler else {}
     with tempfile.TemporaryDirectory(prefix="parsl-saga-bench-") as run_dir, \
             parsl.load(Config(executors=[executor], run_dir=run_dir, strategy="none",
                               **planning)) as dfk:

@@ -533,7 +533,7 @@ def slurm_section(data: dict[str, Any]) -> list[str]:
             "block from Parsl's own `SlurmProvider` on the cluster's partition, as many blocks "
             "as nodes; both configurations use the same settings. *Stock Parsl* is the pinned "
             "upstream release (`.cache/baseline`); *fork + HEFT* plans the whole trace with "
-            '`saga_scheduler="heft"` and each task\'s exact cost as its hint, on the nodes '
+            '`dag_scheduler="heft"` and each task\'s exact cost as its hint, on the nodes '
             f"`SlurmProvider.get_graph_nodes()` reads from `sinfo`. {run_order(runs)}; "
             "timing starts once every block's pool "
             "has registered and every worker has run a warm-up task, so block start-up is not "

@@ -10,7 +10,7 @@ exporting ``PARSL_NODE_NAME=$SLURMD_NODENAME``. Runs alternate between
 
 - ``stock``: the pinned upstream Parsl, unpatched (.cache/baseline, as bench/makespan.py),
   HTEx handing each ready task to a random pool with a free worker;
-- ``fork-heft``: the fork with ``Config(saga_scheduler="heft")``, the trace submitted in
+- ``fork-heft``: the fork with ``Config(dag_scheduler="heft")``, the trace submitted in
   ``with dfk.planned():`` with each task's exact cost as its ``cost`` hint; the plan is
   made on the nodes ``SlurmProvider.get_graph_nodes()`` reads from ``sinfo`` (names and
   speed features).
@@ -81,7 +81,7 @@ def child(config: str, case: dict[str, Any], address: str, partition: str, nodes
     executor = HighThroughputExecutor(label="slurm", address=address, provider=provider,
                                       max_workers_per_node=slots)
     scheduler = SCHEDULERS[config]
-    planning = {"saga_scheduler": scheduler} if scheduler else {}
+    planning = {"dag_scheduler": scheduler} if scheduler else {}
     with tempfile.TemporaryDirectory(prefix="parsl-saga-bench-slurm-") as run_dir:
         loaded = time.perf_counter()
         with parsl.load(Config(executors=[executor], run_dir=run_dir, strategy="none",

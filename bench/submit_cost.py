@@ -72,7 +72,7 @@ def measure(tasks: int, repeats: int) -> dict[str, list[float]]:
     per_task: dict[str, list[float]] = {"unplanned": [], "planned": []}
     with tempfile.TemporaryDirectory() as run_dir:
         config = Config(executors=[htex], run_dir=run_dir, strategy="none",
-                        saga_scheduler="heft", cost_model=CostModel(history=False))
+                        dag_scheduler="heft", cost_model=CostModel(history=False))
         with parsl.load(config) as dfk:
             dfk.execute()  # leave the initial deferred phase: unplanned tasks launch at once
             wait_for_pool(htex)

@@ -43,7 +43,7 @@ def warm_up(dfk) -> None:
     """Run a no-op on every node first: a pool imports the task's modules on its first
     task, which would otherwise count in the plan's measured makespan."""
     with dfk.planned():
-        pinned = [sleep_task(0.0, parsl_resource_specification={"_saga_node_affinity": n.name})
+        pinned = [sleep_task(0.0, parsl_resource_specification={"node_affinity": n.name})
                   for n in NODES]
     assert [f.result() for f in pinned] == [n.name for n in NODES]
 
@@ -61,7 +61,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="parsl-saga-plan-") as run_dir, \
             parsl.load(Config(executors=[executor], run_dir=run_dir, strategy="none",
-                              saga_scheduler=args.scheduler)) as dfk:
+                              dag_scheduler=args.scheduler)) as dfk:
         wait_for_pools(executor, len(NODES))
         warm_up(dfk)
         with dfk.planned():

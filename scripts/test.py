@@ -5,7 +5,7 @@ the cluster's usable nodes (``get_graph_nodes``: Node objects, not pods), starts
 worker pool per node (blocks pinned to nodes; each pool reports its node's name from
 ``PARSL_NODE_NAME``, set from the pod's ``spec.nodeName``), and runs the diamond
 t1 (0.5 s) -> t2 (2.0 s), t3 (1.0 s) -> t4 (0.5 s) plus a fan-out, each task pinned with
-the resource specification key ``_saga_node_affinity`` by a fixed plan (the longest task
+the resource specification key ``node_affinity`` by a fixed plan (the longest task
 on the fastest node). Each task returns the node it ran on; the script prints the mapping
 and the number of distinct nodes, and exits 1 if any task ran elsewhere.
 

@@ -1,7 +1,7 @@
 """The test_multinode.py workflow on a single local pool, where pins cannot be honoured.
 
 A ThreadPoolExecutor is one pool on one machine: it cannot send a task to a named node,
-so a task pinned with ``_saga_node_affinity`` must be refused with a clear error, never run
+so a task pinned with ``node_affinity`` must be refused with a clear error, never run
 somewhere else in silence. This script submits the pinned workflow, reports that refusal
 and exits 1. With ``--unpinned`` it runs the same DAG without pins and exits 0, to show the
 workflow itself is fine.

@@ -2,7 +2,7 @@
 
 The diamond DAG t1 (0.5 s) -> t2 (2.0 s), t3 (1.0 s) -> t4 (0.5 s, after t2 and t3) and a
 fan-out of 8 tasks, each pinned to a named node with the resource specification key
-``_saga_node_affinity``, run on a LocalClusterProvider (network namespaces as root, plain
+``node_affinity``, run on a LocalClusterProvider (network namespaces as root, plain
 processes otherwise). Each task returns the node it ran on; the script prints the mapping
 and the number of distinct nodes, and exits 1 if any task ran elsewhere.
 

@@ -363,7 +363,7 @@ def test_a_node_that_comes_back_gets_its_pinned_work_again(tmp_path: Path) -> No
                                 node_affinity_policy="soft", node_affinity_grace_period=3600,
                                 **HTEX_FAST)
     provider = executor.provider
-    pin_b = {"_saga_node_affinity": "node-b"}
+    pin_b = {"node_affinity": "node-b"}
     with loaded(executor, tmp_path):
         assert where(provider.address, 0, parsl_resource_specification=pin_b).result(
             timeout=60)["node"] == "node-b"
@@ -374,7 +374,7 @@ def test_a_node_that_comes_back_gets_its_pinned_work_again(tmp_path: Path) -> No
         waiting = [where(provider.address, 0, parsl_resource_specification=pin_b)
                    for _ in range(3)]
         elsewhere = where(provider.address, 0,
-                          parsl_resource_specification={"_saga_node_affinity": "node-a"})
+                          parsl_resource_specification={"node_affinity": "node-a"})
         assert elsewhere.result(timeout=60)["node"] == "node-a"
         assert not any(f.done() for f in waiting)  # node-b is gone: they wait for it
 

@@ -29,7 +29,7 @@ def test_local_script_refuses_pins_clearly() -> None:
     assert pinned.returncode == 1, pinned.stdout[-3000:] + pinned.stderr[-3000:]
     assert "NOT HONOURED" in pinned.stdout
     assert "InvalidResourceSpecification" in pinned.stdout
-    assert "{'_saga_node_affinity'}" in pinned.stdout
+    assert "{'node_affinity'}" in pinned.stdout
     assert "Traceback" not in pinned.stderr
     unpinned = run_script("test_local.py", "--unpinned")
     assert unpinned.returncode == 0, unpinned.stdout[-3000:] + unpinned.stderr[-3000:]

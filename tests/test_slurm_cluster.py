@@ -254,7 +254,7 @@ def test_slurm_provider_runs_every_task_on_the_cluster(
         assert wait_for_nodes(executor, 3) == {n.name for n in THREE}
         anywhere = [identity() for _ in range(12)]
         # Pinned by hand (the fork's HTEx affinity key): each node provably runs a task.
-        pinned = {n.name: identity(parsl_resource_specification={"_saga_node_affinity": n.name})
+        pinned = {n.name: identity(parsl_resource_specification={"node_affinity": n.name})
                   for n in THREE}
         results = [f.result(timeout=120) for f in anywhere]
         placed = {name: f.result(timeout=120) for name, f in pinned.items()}
@@ -339,7 +339,7 @@ def test_a_planned_workflow_runs_on_the_partitions_nodes_by_name(
     their sinfo speeds, and every task runs on its planned node."""
     executor = slurm_executor(cluster, blocks=3)
     config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
-                    saga_scheduler="heft")
+                    dag_scheduler="heft")
     with parsl.load(config) as dfk:
         wait_for_nodes(executor, 3)
         by_id = submit_fan(9)
@@ -362,7 +362,7 @@ def test_a_planned_workflow_on_placeholder_nodes_follows_the_binding(
     Planning before any pool has registered works the same way."""
     executor = slurm_executor(cluster, blocks=3, partition=False, node_affinity_grace_period=600)
     config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
-                    saga_scheduler="heft")
+                    dag_scheduler="heft")
     with parsl.load(config) as dfk:
         if pools_first:
             wait_for_nodes(executor, 3)
@@ -390,7 +390,7 @@ def test_scancel_of_a_planned_nodes_job(cluster: SlurmCluster, tmp_path: Path, p
     executor = slurm_executor(cluster, blocks=3, node_affinity_policy=policy,
                               node_affinity_grace_period=3)
     config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
-                    saga_scheduler="heft")
+                    dag_scheduler="heft")
     with parsl.load(config) as dfk:
         wait_for_nodes(executor, 3)
         by_id = {f.tid: f for f in (identity(2.0, parsl_resource_specification={"cost": 2.0})
@@ -429,7 +429,7 @@ def test_a_block_whose_job_stays_pending_is_an_unavailable_node(
     executor = slurm_executor(cluster, blocks=4, node_affinity_policy=policy,
                               node_affinity_grace_period=3)
     config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
-                    saga_scheduler="heft")
+                    dag_scheduler="heft")
     with parsl.load(config) as dfk:
         wait_for_nodes(executor, 3)
         by_id = {f.tid: f for f in (identity(0.5, parsl_resource_specification={"cost": 0.5})

@@ -1,5 +1,5 @@
 """A workflow pinned by hand: each step names its node, is submitted with the resource
-specification key ``_saga_node_affinity``, and reports the node it ran on.
+specification key ``node_affinity``, and reports the node it ran on.
 
 What scripts/test_multinode.py (the local multi-node cluster), scripts/test.py (a
 Kubernetes cluster) and scripts/test_local.py (one local pool) share: the steps, their
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from parsl_saga.apps import sleep_task
 
-AFFINITY_KEY = "_saga_node_affinity"
+AFFINITY_KEY = "node_affinity"
 
 
 @dataclass(frozen=True)

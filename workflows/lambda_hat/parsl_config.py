@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 # Config arguments the loader sets itself; the file's ``config:`` must not repeat them.
-SET_BY_LOADER = frozenset({"executors", "run_dir", "saga_scheduler"})
+SET_BY_LOADER = frozenset({"executors", "run_dir", "dag_scheduler"})
 
 
 class ExecutorSpec(Strict):
@@ -37,7 +37,7 @@ class ExecutorSpec(Strict):
 
 class ParslSpec(Strict):
     executors: tuple[ExecutorSpec, ...]
-    saga_scheduler: str | None = None
+    dag_scheduler: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict, alias="config")
     """Further keyword arguments of Parsl's ``Config``."""
 
@@ -92,7 +92,7 @@ def _worker_init(e: ExecutorSpec) -> str:
 
 
 def build_config(spec: ParslSpec, run_dir: str | Path):
-    """A Parsl ``Config`` with the spec's executors and ``saga_scheduler`` (None: no plan)."""
+    """A Parsl ``Config`` with the spec's executors and ``dag_scheduler`` (None: no plan)."""
     from parsl.config import Config
     from parsl.executors import HighThroughputExecutor
     from parsl.providers import LocalProvider
@@ -112,6 +112,6 @@ def build_config(spec: ParslSpec, run_dir: str | Path):
     return Config(
         executors=executors,
         run_dir=str(run_dir),
-        saga_scheduler=spec.saga_scheduler,
+        dag_scheduler=spec.dag_scheduler,
         **spec.extra,
     )

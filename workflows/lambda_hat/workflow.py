@@ -3,7 +3,7 @@
 Two apps, ``build_target`` and ``run_sampler``, serve every precision: the executor is
 chosen per call with the fork's routing key,
 ``parsl_resource_specification={"executor": label}`` (Parsl issue #2556), not by
-duplicating apps per dtype. With deferred planning (``Config(saga_scheduler="heft")``),
+duplicating apps per dtype. With deferred planning (``Config(dag_scheduler="heft")``),
 every task is registered first, with a ``"cost"`` hint (seconds at speed 1) where the
 config gives one, then ``dfk.execute()`` plans the whole DAG and launches it with node
 affinity; without a scheduler, tasks start as soon as they are submitted.
@@ -63,8 +63,8 @@ def run_sampler(
 
 
 def planning(dfk: Any) -> bool:
-    """Whether the DFK defers tasks for a whole-DAG plan (``Config(saga_scheduler=...)``)."""
-    return dfk.config.dag_scheduler is not None
+    """Whether the DFK defers tasks for a whole-DAG plan (``Config(dag_scheduler=...)``)."""
+    return dfk.planner is not None
 
 
 def submit_routed(
