@@ -22,6 +22,7 @@ from parsl.config import Config
 from parsl.dataflow.futures import AppFuture
 
 from parsl_saga.apps import sleep_task
+from parsl_saga.gantt import plot_plan
 from parsl_saga.local_cluster import ClusterNode, cluster_executor
 from parsl_saga.pools import wait_for_pools
 from parsl_saga.traces import Graph, read_trace, scaled, submit_graph
@@ -77,7 +78,7 @@ def main() -> int:
     print(f"{len(ran_on) - len(wrong)} of {len(ran_on)} tasks ran on their planned node; "
           f"{len(set(ran_on.values()))} distinct nodes")
     plan.write_json(str(args.out / "plan.json"))
-    plan.gantt(str(args.out / "gantt.png"))
+    plot_plan(plan, args.out / "gantt.png")
     print(f"wrote {args.out / 'plan.json'} and {args.out / 'gantt.png'}")
     return 1 if wrong else 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lambda_hat.config import ExperimentConfig, load_config
+from parsl_saga.gantt import plot_plan
 
 DEFAULT_PARSL = "config/parsl/local.yaml"
 
@@ -73,7 +74,7 @@ def run_experiment(
     run["out"] = str(out)
     run["estimates"] = write_outputs(run, out)
     if run["plan"] is not None:
-        run["plan"].gantt(str(out / "gantt.png"))
+        plot_plan(run["plan"], out / "gantt.png")
         run["plan"].write_json(str(out / "plan.json"))
     return run
 

@@ -1,0 +1,59 @@
+"""Gantt charts of a plan (``parsl.dataflow.planning.Plan``): planned against actual.
+
+Parsl's core keeps the plan's data (``Plan.to_json()``, ``Plan.summary()``); drawing
+needs matplotlib, so it lives here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: never open a window
+import matplotlib.pyplot as plt
+from matplotlib.patches import Patch
+from parsl.dataflow.planning import Plan, PlannedTask
+
+# Planned bars, by the source of the task's cost estimate (CostModel).
+SOURCE_COLOURS = {"hint": "tab:blue", "app": "tab:green", "history": "tab:orange",
+                  "default": "tab:gray"}
+
+
+def plot_plan(plan: Plan, path: str | Path) -> None:
+    """Draw *plan*'s planned against actual start and end per node as a PNG.
+
+    Planned bars are coloured by the source of their cost estimate and labelled
+    ``<task id>: <cost>``; actual bars (launch to result, seen by the DFK) by task id.
+    """
+    nodes = sorted({t.node for t in plan.tasks.values()})
+    fig, axes = plt.subplots(2, 1, sharex=True, figsize=(10, 1.5 + 1.6 * len(nodes)))
+    panels = ((axes[0], f"planned ({plan.scheduler})", False),
+              (axes[1], "actual (launch to result, seen by the DFK)", True))
+    for ax, title, actual in panels:
+        for row, node in enumerate(nodes):
+            for task in plan.tasks.values():
+                if task.node == node:
+                    _draw_bar(ax, row, task, actual)
+        ax.set_yticks(range(len(nodes)))
+        ax.set_yticklabels(nodes)
+        ax.set_title(title)
+    sources = sorted({t.cost_source for t in plan.tasks.values()})
+    axes[0].legend(handles=[Patch(facecolor=SOURCE_COLOURS.get(s, "tab:gray"), alpha=0.6,
+                                  label=f"cost: {s}") for s in sources],
+                   fontsize=7, loc="upper right")
+    axes[1].set_xlabel("seconds since launch")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _draw_bar(ax: plt.Axes, row: int, task: PlannedTask, actual: bool) -> None:
+    start, end = (task.actual_start, task.actual_end) if actual else (task.start, task.end)
+    if start is None or end is None:
+        return
+    colour = "tab:gray" if actual else SOURCE_COLOURS.get(task.cost_source, "tab:gray")
+    ax.broken_barh([(start, max(end - start, 1e-3))], (row - 0.4, 0.8), alpha=0.6,
+                   edgecolor="black", facecolor=colour)
+    label = str(task.task_id) if actual else f"{task.task_id}: {task.cost:.3g}"
+    ax.text(start, row, label, va="center", fontsize=7)
