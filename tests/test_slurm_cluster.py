@@ -323,6 +323,34 @@ def submit_fan(width: int) -> dict[int, Future[dict[str, str]]]:
     return {f.tid: f for f in (root, *middle, join)}
 
 
+def planned_config(executor: HighThroughputExecutor, tmp_path: Path) -> Config:
+    """One executor, planned with the native HEFT; no scaling, so the blocks stay as set."""
+    return Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
+                  dag_scheduler="heft")
+
+
+def independent_tasks(count: int, seconds: float) -> dict[int, Future[dict[str, str]]]:
+    """*count* tasks of *seconds* reference-speed work each, with exact cost hints."""
+    futures = (identity(seconds, parsl_resource_specification={"cost": seconds})
+               for _ in range(count))
+    return {f.tid: f for f in futures}
+
+
+@contextlib.contextmanager
+def planned_run(cluster: SlurmCluster, tmp_path: Path, blocks: int, policy: str,
+                seconds: float) -> Iterator[tuple[HighThroughputExecutor,
+                                                  dict[int, Future[dict[str, str]]], Any]]:
+    """*blocks* one-node blocks (3 grace seconds for absent nodes, under *policy*), 12
+    independent tasks of *seconds* planned once the three nodes' pools are up: the
+    executor, the futures by task id, and the plan."""
+    executor = slurm_executor(cluster, blocks=blocks, node_affinity_policy=policy,
+                              node_affinity_grace_period=3)
+    with parsl.load(planned_config(executor, tmp_path)) as dfk:
+        wait_for_nodes(executor, 3)
+        by_id = independent_tasks(12, seconds)
+        yield executor, by_id, dfk.execute()
+
+
 def assert_on_node(cluster: SlurmCluster, where: dict[str, str], node: str) -> None:
     assert where["host"] == where["SLURMD_NODENAME"] == where["PARSL_NODE_NAME"] == node
     assert where["netns"] == netns_of(cluster, node)
@@ -338,8 +366,7 @@ def test_a_planned_workflow_runs_on_the_partitions_nodes_by_name(
     """The partition has exactly the nodes the blocks fill: the plan names them, with
     their sinfo speeds, and every task runs on its planned node."""
     executor = slurm_executor(cluster, blocks=3)
-    config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
-                    dag_scheduler="heft")
+    config = planned_config(executor, tmp_path)
     with parsl.load(config) as dfk:
         wait_for_nodes(executor, 3)
         by_id = submit_fan(9)
@@ -361,8 +388,7 @@ def test_a_planned_workflow_on_placeholder_nodes_follows_the_binding(
     runs on the node its placeholder is bound to, checked by host name and namespace.
     Planning before any pool has registered works the same way."""
     executor = slurm_executor(cluster, blocks=3, partition=False, node_affinity_grace_period=600)
-    config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
-                    dag_scheduler="heft")
+    config = planned_config(executor, tmp_path)
     with parsl.load(config) as dfk:
         if pools_first:
             wait_for_nodes(executor, 3)
@@ -387,15 +413,8 @@ def test_scancel_of_a_planned_nodes_job(cluster: SlurmCluster, tmp_path: Path, p
     elsewhere, the queued ones are unpinned after the grace period). Strict: the tasks
     planned there fail clearly (ManagerLost while running, NodeUnavailable while queued);
     every other task completes on its planned node."""
-    executor = slurm_executor(cluster, blocks=3, node_affinity_policy=policy,
-                              node_affinity_grace_period=3)
-    config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
-                    dag_scheduler="heft")
-    with parsl.load(config) as dfk:
-        wait_for_nodes(executor, 3)
-        by_id = {f.tid: f for f in (identity(2.0, parsl_resource_specification={"cost": 2.0})
-                                    for _ in range(12))}
-        plan = dfk.execute()
+    with planned_run(cluster, tmp_path, blocks=3, policy=policy, seconds=2.0) as run:
+        executor, by_id, plan = run
         victim = busy_manager(executor)
         job = executor.blocks_to_job_id[victim["block_id"]]
         cluster.run("scancel", job)
@@ -426,15 +445,8 @@ def test_a_block_whose_job_stays_pending_is_an_unavailable_node(
     """Four exclusive blocks on three nodes: the fourth job stays PENDING, so its
     placeholder is never bound. After the grace period its tasks run elsewhere (soft) or
     fail with NodeUnavailable naming it (strict); every other task runs on its bound node."""
-    executor = slurm_executor(cluster, blocks=4, node_affinity_policy=policy,
-                              node_affinity_grace_period=3)
-    config = Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
-                    dag_scheduler="heft")
-    with parsl.load(config) as dfk:
-        wait_for_nodes(executor, 3)
-        by_id = {f.tid: f for f in (identity(0.5, parsl_resource_specification={"cost": 0.5})
-                                    for _ in range(12))}
-        plan = dfk.execute()
+    with planned_run(cluster, tmp_path, blocks=4, policy=policy, seconds=0.5) as run:
+        executor, by_id, plan = run
         _, pending = concurrent.futures.wait(list(by_id.values()), timeout=240)
         bound = bindings(executor)
         states = sorted(cluster.job_state(job) for job in executor.blocks_to_job_id.values())
