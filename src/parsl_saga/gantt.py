@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: never open a window
-import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from parsl.dataflow.planning import Plan, PlannedTask
 
@@ -27,7 +25,9 @@ def plot_plan(plan: Plan, path: str | Path) -> None:
     ``<task id>: <cost>``; actual bars (launch to result, seen by the DFK) by task id.
     """
     nodes = sorted({t.node for t in plan.tasks.values()})
-    fig, axes = plt.subplots(2, 1, sharex=True, figsize=(10, 1.5 + 1.6 * len(nodes)))
+    # A Figure of its own, not pyplot: no backend is chosen or changed for the caller.
+    fig = Figure(figsize=(10, 1.5 + 1.6 * len(nodes)))
+    axes = fig.subplots(2, 1, sharex=True)
     panels = ((axes[0], f"planned ({plan.scheduler})", False),
               (axes[1], "actual (launch to result, seen by the DFK)", True))
     for ax, title, actual in panels:
@@ -45,10 +45,9 @@ def plot_plan(plan: Plan, path: str | Path) -> None:
     axes[1].set_xlabel("seconds since launch")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
-def _draw_bar(ax: plt.Axes, row: int, task: PlannedTask, actual: bool) -> None:
+def _draw_bar(ax: Axes, row: int, task: PlannedTask, actual: bool) -> None:
     start, end = (task.actual_start, task.actual_end) if actual else (task.start, task.end)
     if start is None or end is None:
         return
