@@ -324,9 +324,10 @@ def submit_fan(width: int) -> dict[int, Future[dict[str, str]]]:
 
 
 def planned_config(executor: HighThroughputExecutor, tmp_path: Path) -> Config:
-    """One executor, planned with the native HEFT; no scaling, so the blocks stay as set."""
+    """One executor, planned with the native HEFT and run statically (these tests check
+    that pinned tasks run on their Slurm node); no scaling, so the blocks stay as set."""
     return Config(executors=[executor], run_dir=str(tmp_path), strategy="none",
-                  dag_scheduler="heft")
+                  dag_scheduler="heft", plan_execution="static")
 
 
 def independent_tasks(count: int, seconds: float) -> dict[int, Future[dict[str, str]]]:
