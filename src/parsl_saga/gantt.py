@@ -63,7 +63,8 @@ def _draw_bar(ax: Axes, row: int, task: PlannedTask, actual: bool) -> None:
     if start is None or end is None:
         return
     if actual:
-        colour = MOVE_COLOURS.get(task.moves[-1]["reason"], "tab:olive") if task.moves else "tab:gray"
+        reason = task.moves[-1]["reason"] if task.moves else None
+        colour = MOVE_COLOURS.get(reason, "tab:olive") if reason else "tab:gray"
         for move in task.moves:
             ax.plot([move["time"]], [row + 0.45], marker="v", markersize=4, color=colour)
     else:

@@ -345,7 +345,7 @@ class LocalClusterProvider(ExecutionProvider):
             return job_id
 
     def _free_node(self) -> ClusterNode | None:
-        busy = {p.node.name for p in self._pools.values() if p.proc.poll() is None}
+        busy = self._running_nodes()
         return next((n for n in self.nodes if n.name not in busy), None)
 
     def _launch(self, node: ClusterNode, command: str, job_id: str) -> _Pool:
@@ -395,6 +395,27 @@ class LocalClusterProvider(ExecutionProvider):
         pool.status = JobStatus(state, exit_code=code, stdout_path=pool.stdout_path,
                                 stderr_path=pool.stderr_path)
         return pool.status
+
+    def kill_node(self, name: str) -> str:
+        """SIGKILL the pool of node *name* and its workers at once, as a crash would (for
+        tests and benchmarks of node loss); its block then reports FAILED, and the next
+        ``submit()`` may start a new pool on the node. Returns the pool's job id.
+
+        :raises ValueError: if no pool of that node is running
+        """
+        with self._lock:
+            live = [(job_id, pool) for job_id, pool in self._pools.items()
+                    if pool.node.name == name and pool.proc.poll() is None]
+            if not live:
+                raise ValueError(f"no pool is running on node {name!r} of local cluster "
+                                 f"{self.tag}; running: {sorted(self._running_nodes())}")
+            [(job_id, pool)] = live
+            _signal_group(pool.proc.pid, signal.SIGKILL)
+            pool.proc.wait()
+            return job_id
+
+    def _running_nodes(self) -> set[str]:
+        return {p.node.name for p in self._pools.values() if p.proc.poll() is None}
 
     def cancel(self, job_ids: Sequence[object], grace_s: float = 2.0) -> list[bool]:
         """Kill each block's whole process group: TERM, then KILL after *grace_s*."""

@@ -27,6 +27,12 @@ def read_trace(path: Path) -> dict[str, tuple[float, list[str]]]:
             for t in workflow["specification"]["tasks"]}
 
 
+def read_programs(path: Path) -> dict[str, str]:
+    """Each task's program in a WfCommons (WfFormat 1.5) trace: what one app would run."""
+    workflow = json.loads(path.read_text())["workflow"]
+    return {t["id"]: t["command"]["program"] for t in workflow["execution"]["tasks"]}
+
+
 def scaled(graph: Graph, scale: float) -> dict[str, tuple[float, list[str]]]:
     """Costs multiplied by *scale*, none below ``MIN_TASK_SECONDS``."""
     return {name: (max(cost * scale, MIN_TASK_SECONDS), list(parents))
