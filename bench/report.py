@@ -581,10 +581,127 @@ def slurm_row(data: dict[str, Any]) -> list[object]:
             f"{sum(r['off_plan'] == 0 for r in fork)} of {len(fork)}"]
 
 
+# -- adaptive against static plan execution (issue 16) ---------------------------------------
+
+ADAPTIVE_ROWS = {"exact": "exact cost hints", "sigma0.3": "hints x log-normal noise, σ = 0.3",
+                 "sigma0.6": "hints x log-normal noise, σ = 0.6",
+                 "sigma1.0": "hints x log-normal noise, σ = 1.0",
+                 "none": "no estimates (one app per program, no history)",
+                 "second": "second run, from the first run's history"}
+# Issue 16's targets: geometric mean over the traces of stock's median makespan over
+# adaptive's, per row (and, for exact hints, adaptive within 3% of static).
+ADAPTIVE_TARGETS = {"exact": 1.3, "sigma0.6": 1.2, "sigma1.0": 1.1, "none": 1.0, "second": 1.2}
+
+
+def adaptive_makespans(data: dict[str, Any], config: str, row: str, trace: str) -> list[float]:
+    return [r["makespan"] for r in data["runs"][config]
+            if r["trace"] == trace and r["row"] == ("stock" if config == "stock" else row)]
+
+
+def adaptive_speedups(data: dict[str, Any], row: str) -> dict[str, dict[str, float]]:
+    """Per trace, stock's median makespan over static's and over adaptive's."""
+    out: dict[str, dict[str, float]] = {}
+    for case in data["cases"]:
+        stock = statistics.median(adaptive_makespans(data, "stock", row, case["trace"]))
+        out[case["trace"]] = {mode: stock / statistics.median(
+            adaptive_makespans(data, mode, row, case["trace"])) for mode in ("static", "adaptive")}
+    return out
+
+
+def adaptive_section(data: dict[str, Any]) -> list[str]:
+    st = data["settings"]
+    counts = {c: len(data["runs"][c]) for c in ("stock", "static", "adaptive")}
+    out = ["## Adaptive plan execution against static and stock (issue 16)", "",
+           f"`bench/adaptive.py`: the six shared traces on the local cluster (speeds "
+           f"{', '.join(f'{v:g}' for v in st['speeds'])}, {st['slots']} worker slots per node), "
+           f"each scaled to a lower bound of {st['target']:g} s. Three clusters: stock Parsl, "
+           "the fork with HEFT and `plan_execution=\"static\"` (every task on its planned "
+           "node), and the fork with the default `\"adaptive\"` (an idle node takes ready "
+           "work planned elsewhere when by the estimates it finishes sooner there; estimates "
+           "learn per app as tasks finish; a lost node's tasks move on at once). "
+           f"{st['rounds']} rounds of every trace and row per fork cluster; stock ran "
+           f"{counts['stock'] // len(data['cases'])} rounds per trace in the same time. "
+           + ("The three clusters ran at the same time on this machine, each under the "
+              "others' load. " if st["parallel"] else "")
+           + "Speed-up is stock's median makespan over the configuration's (higher is "
+           "better), per trace; the table gives the geometric mean over the traces.", ""]
+    rows, verdicts = [], []
+    for row, label in ADAPTIVE_ROWS.items():
+        per = adaptive_speedups(data, row)
+        static = geomean([v["static"] for v in per.values()])
+        adaptive = geomean([v["adaptive"] for v in per.values()])
+        worst = min(per, key=lambda t: per[t]["adaptive"])
+        moved = statistics.median(r["moved"] for r in data["runs"]["adaptive"] if r["row"] == row)
+        target = ADAPTIVE_TARGETS.get(row)
+        rows.append([label, x(static), x(adaptive), x(adaptive / static),
+                     f"{worst} {x(per[worst]['adaptive'])}", f"{moved:g}",
+                     "-" if target is None else f"≥ {target:g}x"])
+        if row == "none":
+            slower = [t for t, v in per.items() if v["adaptive"] < 1]
+            verdicts.append(f"- no estimates, never slower than stock: "
+                            f"{'**met**' if not slower else '**not met**'} "
+                            f"(geometric mean {x(adaptive)}"
+                            + (f"; slower on {', '.join(slower)}" if slower else "") + ")")
+        elif target is not None:
+            verdicts.append(f"- {label}: adaptive ≥ {target:g}x stock: "
+                            f"{'**met**' if adaptive >= target else '**not met**'} ({x(adaptive)})")
+        if row == "exact":
+            verdicts.append(f"- exact hints, adaptive within 3% of static: "
+                            f"{'**met**' if adaptive / static >= 0.97 else '**not met**'} "
+                            f"(adaptive / static {adaptive / static:.3f})")
+    out += table(["estimates", "static / stock", "adaptive / stock", "adaptive / static",
+                  "adaptive's worst trace", "tasks moved (median)", "target"], rows)
+    out += ["Targets (geometric mean over the traces):", "", *verdicts, ""]
+    out += ["Per trace: median makespan in seconds (min-max).", ""]
+    trace_rows = []
+    for case in data["cases"]:
+        for row in ADAPTIVE_ROWS:
+            values = {c: adaptive_makespans(data, c, row, case["trace"])
+                      for c in ("stock", "static", "adaptive")}
+            trace_rows.append([case["trace"], row, *(spread(values[c]) for c in values),
+                               x(statistics.median(values["stock"])
+                                 / statistics.median(values["adaptive"]))])
+    out += table(["trace", "estimates", "stock", "static", "adaptive", "adaptive / stock"],
+                 trace_rows)
+    out += adaptive_loss_section(data)
+    return out
+
+
+def adaptive_loss_section(data: dict[str, Any]) -> list[str]:
+    st = data["settings"]
+    losses = [r for r in data["runs"]["adaptive"] if r["row"] == "loss"]
+    if not losses:
+        return []
+    rows = []
+    for r in losses:
+        undisturbed = [u["makespan"] for u in data["runs"]["adaptive"]
+                       if u["trace"] == r["trace"] and u["row"] == "exact" and u["round"] == 0]
+
+        def seconds(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        rows.append([r["trace"], f"{r['kill_s']:.2f}", r["moved_at_loss"], seconds(r["detect_s"]),
+                     seconds(r["all_started_s"]), f"{undisturbed[0]:.2f}", f"{r['makespan']:.2f}",
+                     f"{r['makespan'] / undisturbed[0]:.2f}", r["ran_on_lost_node_after_kill"]])
+    return ["### Node loss", "",
+            f"In the adaptive cluster, with exact hints, the pool of {st['lost_node']} (the "
+            f"fastest node) is SIGKILLed {st['kill_at']:g} s after the plan's launch (soft "
+            "policy, default heartbeat threshold 120 s and grace period 120 s), once per "
+            "trace. *Moved* counts that node's tasks that were queued or running there at the "
+            "kill; *detected* is the time from the kill until the interchange moved the first "
+            "of them (its closed connection), *all started* until the last of them started "
+            "on another node (the tasks' own clocks). The undisturbed run is the same round's "
+            "exact-hint run.", "",
+            *table(["trace", "kill at (s)", "moved", "detected (s)", "all started (s)",
+                    "undisturbed (s)", "with loss (s)", "ratio", "ran on the lost node after"],
+                   rows)]
+
+
 # -- the report ------------------------------------------------------------------------------
 
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "makespan": makespan_section, "scheduler_cost": scheduler_section,
+    "makespan": makespan_section, "adaptive": adaptive_section,
+    "scheduler_cost": scheduler_section,
     "generated": generated_section, "lambda_hat_routing": routing_section,
     "saga_heft_speed": saga_speed_section, "submit_cost": submit_cost_section,
     "slurm_makespan": slurm_section}
@@ -628,7 +745,7 @@ def render() -> str:
         lines += makespan_section(present["makespan"])
     if "makespan" in present or "interchange_throughput" in present:
         lines += overhead_section(present.get("makespan"), present.get("interchange_throughput"))
-    for name in ("scheduler_cost", "generated", "lambda_hat_routing", "saga_heft_speed",
+    for name in ("adaptive", "scheduler_cost", "generated", "lambda_hat_routing", "saga_heft_speed",
                  "submit_cost", "slurm_makespan"):
         if name in present:
             lines += SECTIONS[name](present[name])

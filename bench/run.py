@@ -28,6 +28,9 @@ STEPS = [
     ("scheduler_cost", "scheduler_cost.py", True),
     ("generated", "generated.py", True),
     ("makespan", "makespan.py", True),
+    # Adaptive against static plan execution and stock, as estimates worsen, and a node
+    # lost mid-run (issue 16); about 45 minutes (a few in quick mode).
+    ("adaptive", "adaptive.py", True),
     ("interchange_throughput", "interchange_throughput.py", True),
     # The DFK's cost per submitted task, planned against unplanned (issue 14).
     ("submit_cost", "submit_cost.py", True),
