@@ -4,7 +4,11 @@ Three configurations in one run, each in its own interpreter, several repeats:
 - stock: the pinned upstream Parsl (unpatched, its own environment under .cache/baseline,
   built by scripts/parsl_suite.py), no affinity;
 - fork, unpinned: the fork, no task pinned;
-- fork, pinned: the fork, every task pinned round-robin to one of the named pools.
+- fork, pinned: the fork, every task pinned round-robin to one of the named pools;
+- fork, pinned with estimates: as pinned, each task also carrying ``estimated_cost``,
+  ``node_speed`` and ``cost_group``, as adaptive plan execution sends them (issue 16): the
+  interchange's work-stealing bookkeeping and its re-pickled results, on the tightest
+  loop there is (no idle node ever steals here: every pool has its own work).
 Each run starts an HTEx with POOLS worker pools named node0.. (PARSL_NODE_NAME), waits for
 them to register, then times ``--batches`` batches of ``--tasks`` no-op tasks. Prints the
 median and spread of each and the ratios to stock (issue 3's goal: pinned at least 95% of
@@ -34,7 +38,19 @@ GOAL = 0.95  # issue 3: pinned throughput at least 95% of stock's
 MODES = {"quick": (1000, 1, 2), "full": (2000, 3, 3)}  # tasks, interpreters, batches each
 
 
-def child(tasks: int, pinned: bool, batches: int) -> None:
+SPECS = ("none", "pinned", "estimated")
+
+
+def task_spec(spec: str, i: int) -> dict[str, object] | None:
+    if spec == "none":
+        return None
+    pin: dict[str, object] = {"node_affinity": f"node{i % POOLS}"}
+    if spec == "estimated":
+        pin |= {"estimated_cost": 0.001, "node_speed": 1.0, "cost_group": "noop"}
+    return pin
+
+
+def child(tasks: int, spec: str, batches: int) -> None:
     """Run in a fresh interpreter: print the tasks/s of each timed batch."""
     import parsl
     from parsl.config import Config
@@ -60,18 +76,17 @@ def child(tasks: int, pinned: bool, batches: int) -> None:
         [noop().result() for _ in range(20)]  # warm up every pool's imports
         for _ in range(batches):
             start = time.perf_counter()
-            futures = [noop(parsl_resource_specification={
-                "node_affinity": f"node{i % POOLS}"}) if pinned else noop()
-                for i in range(tasks)]
+            futures = [noop(parsl_resource_specification=task_spec(spec, i))
+                       for i in range(tasks)]
             for f in futures:
                 f.result()
             print(json.dumps({"tasks_per_s": tasks / (time.perf_counter() - start)}),
                   flush=True)
 
 
-def measure(python: str, tasks: int, pinned: bool, batches: int) -> list[float]:
+def measure(python: str, tasks: int, spec: str, batches: int) -> list[float]:
     cmd = [python, __file__, "--child", "--tasks", str(tasks), "--batches", str(batches),
-           *(["--pinned"] if pinned else [])]
+           "--spec", spec]
     # Stock Parsl's environment does not have this project installed; its HTEx starts
     # the interchange and pools as scripts on PATH.
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"),
@@ -89,22 +104,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="interpreters per configuration")
     parser.add_argument("--batches", type=int, help="timed batches per interpreter")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--pinned", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--spec", choices=SPECS, default="none", help=argparse.SUPPRESS)
     args = parser.parse_args()
     mode = "quick" if args.quick else "full"
     tasks, repeats, batches = (given or default for given, default in zip(
         (args.tasks, args.repeats, args.batches), MODES[mode], strict=True))
     if args.child:
-        child(tasks, args.pinned, batches)
+        child(tasks, args.spec, batches)
         return
 
     stock = str(stock_python())
-    configs = {"stock": (stock, False), "fork unpinned": (sys.executable, False),
-               "fork pinned": (sys.executable, True)}
+    configs = {"stock": (stock, "none"), "fork unpinned": (sys.executable, "none"),
+               "fork pinned": (sys.executable, "pinned"),
+               "fork pinned, with estimates": (sys.executable, "estimated")}
     runs: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(repeats):  # interleaved, so drift in machine load hits all alike
-        for name, (python, pinned) in configs.items():
-            runs[name] += measure(python, tasks, pinned, batches)
+        for name, (python, spec) in configs.items():
+            runs[name] += measure(python, tasks, spec, batches)
 
     base = statistics.median(runs["stock"])
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
@@ -112,7 +128,7 @@ def main() -> None:
           f"{repeats} interpreter(s) x {batches} batches")
     for name, values in runs.items():
         median = statistics.median(values)
-        print(f"{name:<14} median {median:7.1f} tasks/s  (min {min(values):.1f}, "
+        print(f"{name:<28} median {median:7.1f} tasks/s  (min {min(values):.1f}, "
               f"max {max(values):.1f})  ratio to stock {median / base:.2f}")
     pinned_ratio = statistics.median(runs["fork pinned"]) / base
     print(f"goal pinned >= {GOAL:.0%} of stock: {'met' if pinned_ratio >= GOAL else 'NOT met'}")
