@@ -118,3 +118,40 @@ def test_the_report_says_whether_runs_alternated() -> None:
     assert run_order(runs) == "The 4 runs alternate, stock Parsl first"
     assert run_order(runs[:1] + runs) == ("Runs in this order: stock, stock, fork-heft, "
                                           "stock, fork-heft")
+
+
+def test_noisy_hints_are_seeded_and_exact_without_noise() -> None:
+    from adaptive import noisy_costs
+
+    case = {"trace": "diamond"}
+    assert noisy_costs(case, DIAMOND, "exact", 0) == {n: c for n, (c, _) in DIAMOND.items()}
+    noisy = noisy_costs(case, DIAMOND, "sigma1.0", 0)
+    assert noisy == noisy_costs(case, DIAMOND, "sigma1.0", 0), "the same hints for every mode"
+    assert noisy != noisy_costs(case, DIAMOND, "sigma1.0", 1)
+    assert all(v > 0 for v in noisy.values()) and noisy != noisy_costs(case, DIAMOND, "exact", 0)
+
+
+def adaptive_result(stock: float, static: float, adaptive: float) -> dict:
+    """An adaptive.json with one trace, every row at these makespans."""
+    from adaptive import ROWS
+
+    def runs(config: str, makespan: float) -> list[dict]:
+        rows = ["stock"] if config == "stock" else list(ROWS)
+        return [{"trace": "t", "row": row, "round": 0, "makespan": makespan, "moved": 0}
+                for row in rows]
+
+    return {"settings": {"speeds": [1.0, 4.0], "slots": 2, "target": 15.0, "rounds": 1,
+                         "parallel": False, "lost_node": "node-b", "kill_at": 3.0},
+            "cases": [{"trace": "t"}],
+            "runs": {"stock": runs("stock", stock), "static": runs("static", static),
+                     "adaptive": runs("adaptive", adaptive)}}
+
+
+def test_the_adaptive_report_marks_each_target() -> None:
+    from report import adaptive_section
+
+    met = "\n".join(adaptive_section(adaptive_result(stock=15.0, static=10.0, adaptive=10.0)))
+    assert "**not met**" not in met and met.count("**met**") == 6
+    slow = "\n".join(adaptive_section(adaptive_result(stock=10.0, static=10.0, adaptive=12.0)))
+    assert "no estimates, never slower than stock: **not met**" in slow
+    assert "adaptive within 3% of static: **not met** (adaptive / static 0.833)" in slow
