@@ -19,7 +19,7 @@ SOURCE_COLOURS = {"hint": "tab:blue", "app": "tab:green", "history": "tab:orange
 # Actual bars of tasks the run moved off their planned node, by the last move's reason
 # (PlannedTask.moves); tasks that ran where planned are gray.
 MOVE_COLOURS = {"stolen": "tab:red", "node lost": "tab:purple", "node unavailable": "tab:pink",
-                "rerun": "tab:brown"}
+                "rerun": "tab:brown", "replanned": "tab:cyan"}
 
 
 def plot_plan(plan: Plan, path: str | Path) -> None:
@@ -28,7 +28,7 @@ def plot_plan(plan: Plan, path: str | Path) -> None:
     Planned bars are coloured by the source of their cost estimate and labelled
     ``<task id>: <cost>``; actual bars (launch to result, seen by the DFK), on the node
     each task ran on, by task id, coloured by why the run moved the task if it did, with
-    a tick at each move's time.
+    a tick at each move's time, and a dashed line at each re-plan (``Plan.replans``).
     """
     nodes = sorted({t.node for t in plan.tasks.values()} | {t.ran_on for t in plan.tasks.values()})
     # A Figure of its own, not pyplot: no backend is chosen or changed for the caller.
@@ -53,6 +53,9 @@ def plot_plan(plan: Plan, path: str | Path) -> None:
         axes[1].legend(handles=[Patch(facecolor=MOVE_COLOURS.get(r, "tab:olive"), alpha=0.6,
                                       label=r) for r in reasons],
                        fontsize=7, loc="upper right")
+    for replan in plan.replans:
+        axes[1].axvline(replan["time"], color=MOVE_COLOURS["replanned"], linestyle="--",
+                        linewidth=0.8)
     axes[1].set_xlabel("seconds since launch")
     fig.tight_layout()
     fig.savefig(path)
