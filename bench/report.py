@@ -713,12 +713,28 @@ def adaptive_loss_section(data: dict[str, Any]) -> list[str]:
 
 # -- the report ------------------------------------------------------------------------------
 
+def replan_cost_section(data: dict[str, Any]) -> list[str]:
+    rows = [[r["tasks"], r["nodes"], r["workers"],
+             spread([t * 1e3 for t in r["replan_s"]], "{:.1f}"),
+             spread([t * 1e3 for t in r["heft_s"]], "{:.1f}"), x(r["ratio"]),
+             f"{r['replan_per_ended_task_s'] * 1e6:.0f}"] for r in data["rows"]]
+    return ["## Re-plan cost: the interchange's re-plan of its queued tasks against HEFT", "",
+            "`bench/replan_cost.py`: CPU time of `WorkStealing.replan_queued` (each queued "
+            "task, in priority order, to the live node where it is estimated to finish "
+            "first), against the native `heft()` planning the same independent tasks over "
+            f"the same workers ({data['workers_per_node']} per node), {data['repeats']} runs "
+            "each, median (range). A drift re-plan waits until an eighth of the queued tasks "
+            "have ended: the last column is its cost per ended task.", "",
+            *table(["queued tasks", "nodes", "workers", "re-plan (ms)", "HEFT (ms)",
+                    "HEFT / re-plan", "us per ended task"], rows)]
+
+
 SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "makespan": makespan_section, "adaptive": adaptive_section,
     "scheduler_cost": scheduler_section,
     "generated": generated_section, "lambda_hat_routing": routing_section,
     "saga_heft_speed": saga_speed_section, "submit_cost": submit_cost_section,
-    "slurm_makespan": slurm_section}
+    "slurm_makespan": slurm_section, "replan_cost": replan_cost_section}
 
 
 def header(run: dict[str, Any]) -> list[str]:
@@ -759,8 +775,8 @@ def render() -> str:
         lines += makespan_section(present["makespan"])
     if "makespan" in present or "interchange_throughput" in present:
         lines += overhead_section(present.get("makespan"), present.get("interchange_throughput"))
-    for name in ("adaptive", "scheduler_cost", "generated", "lambda_hat_routing", "saga_heft_speed",
-                 "submit_cost", "slurm_makespan"):
+    for name in ("adaptive", "replan_cost", "scheduler_cost", "generated", "lambda_hat_routing",
+                 "saga_heft_speed", "submit_cost", "slurm_makespan"):
         if name in present:
             lines += SECTIONS[name](present[name])
     missing = [s["name"] for s in run["steps"] if not s["ok"]]

@@ -32,6 +32,8 @@ STEPS = [
     # lost mid-run (issue 16); about 45 minutes (a few in quick mode).
     ("adaptive", "adaptive.py", True),
     ("interchange_throughput", "interchange_throughput.py", True),
+    # The interchange's re-plan of its queued tasks against HEFT from scratch (issue 16).
+    ("replan_cost", "replan_cost.py", True),
     # The DFK's cost per submitted task, planned against unplanned (issue 14).
     ("submit_cost", "submit_cost.py", True),
     # SAGA's own HEFT, pinned upstream against our SAGA series (issue 9's speed patches).

@@ -155,3 +155,14 @@ def test_the_adaptive_report_marks_each_target() -> None:
     slow = "\n".join(adaptive_section(adaptive_result(stock=10.0, static=10.0, adaptive=12.0)))
     assert "no estimates, never slower than stock: **not met**" in slow
     assert "adaptive within 3% of static: **not met** (adaptive / static 0.833)" in slow
+
+
+def test_replan_cost_measures_both_and_the_report_renders_it() -> None:
+    from replan_cost import measure
+    from report import replan_cost_section
+
+    row = measure(tasks=40, nodes=4, repeats=2)
+    assert row["workers"] == 32 and len(row["replan_s"]) == len(row["heft_s"]) == 2
+    assert 0 < row["moved"] <= 40, "tasks pinned at random move to faster or freer nodes"
+    lines = replan_cost_section({"repeats": 2, "workers_per_node": 8, "rows": [row]})
+    assert any(line.startswith("| 40 | 4 | 32 |") for line in lines)
