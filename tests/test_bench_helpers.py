@@ -137,7 +137,8 @@ def adaptive_result(stock: float, static: float, adaptive: float) -> dict:
 
     def runs(config: str, makespan: float) -> list[dict]:
         rows = ["stock"] if config == "stock" else list(ROWS)
-        return [{"trace": "t", "row": row, "round": 0, "makespan": makespan, "moved": 0}
+        return [{"trace": "t", "row": row, "round": 0, "makespan": makespan, "moved": 1,
+                 "moves": {"replanned": 1}}
                 for row in rows]
 
     return {"settings": {"speeds": [1.0, 4.0], "slots": 2, "target": 15.0, "rounds": 1,
@@ -152,6 +153,7 @@ def test_the_adaptive_report_marks_each_target() -> None:
 
     met = "\n".join(adaptive_section(adaptive_result(stock=15.0, static=10.0, adaptive=10.0)))
     assert "**not met**" not in met and met.count("**met**") == 6
+    assert "| 0 / 1 |" in met, "moves by reason: none stolen, one re-planned"
     slow = "\n".join(adaptive_section(adaptive_result(stock=10.0, static=10.0, adaptive=12.0)))
     assert "no estimates, never slower than stock: **not met**" in slow
     assert "adaptive within 3% of static: **not met** (adaptive / static 0.833)" in slow
