@@ -73,10 +73,10 @@ def measure(tasks: int, nodes: int, repeats: int) -> dict[str, Any]:
     state = queued_state(tasks, nodes, seed=tasks * 1000 + nodes)
     processors = len(state["speeds"])
     bandwidth = np.full((processors, processors), math.inf)
-    replan = cpu_times(lambda: state["stealing"].replan_queued(state["queues"], state["free"]),
+    replan = cpu_times(lambda: state["stealing"].replan_queued(state["queues"], state["free"], 0.0),
                        repeats)
     plan = cpu_times(lambda: heft(state["costs"], [], state["speeds"], bandwidth), repeats)
-    moved = len(state["stealing"].replan_queued(state["queues"], state["free"]))
+    moved = len(state["stealing"].replan_queued(state["queues"], state["free"], 0.0))
     per_ended = statistics.median(replan) / max(1.0, tasks * REPLAN_EVERY)
     return {"tasks": tasks, "nodes": nodes, "workers": processors, "replan_s": replan,
             "heft_s": plan, "moved": moved,
